@@ -1,0 +1,117 @@
+"""Every setting of the service, in one place.
+
+Names are a public contract (README, docker-compose.yml, Procfile): `DIGEST_*` variables, plus
+`SENDGRID_API_KEY` as SendGrid's own tools name it. A `.env` file in the working directory is read
+too. In production (`DIGEST_ENV=production`) a missing secret stops start-up with a clear error
+instead of falling back to a development default.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at start-up when the settings cannot run the service safely."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    env: Literal["development", "production", "test"] = "development"
+
+    # Storage and infrastructure
+    database_url: str = "sqlite:///./var/digest.db"
+    broker_url: str = ""  # empty: tasks run in-process (embedded default)
+    redis_url: str = ""  # rate limits, beat lock, health; empty: in-process equivalents
+
+    # Email
+    email_backend: Literal["outbox", "sendgrid"] = "outbox"
+    outbox_dir: Path = Path("./var/outbox")
+    sendgrid_api_key: str = Field(
+        default="", validation_alias=AliasChoices("SENDGRID_API_KEY", "sendgrid_api_key")
+    )
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: float = 30.0
+    sendgrid_webhook_public_key: str = ""
+    webhook_max_age: int = 600  # seconds; 0 turns the age check off
+    from_email: str = "Weekly AI Tool Verdicts <verdicts@example.com>"
+    postal_address: str = "Weekly AI Tool Verdicts, 1 Example Street, Example City"
+
+    # Web and secrets
+    secret_key: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    site_url: str = "https://shiporskip.example"  # where comparison pages live
+    admin_token: str = ""
+    ingest_token: str = ""
+    cors_origins: list[str] = []
+    redirect_origins: list[str] = []
+
+    # Scheduling
+    timezone: str = "UTC"
+    weekly_cron: str = "0 9 * * 1"  # minute hour day-of-month month day-of-week
+    batch_size: int = Field(default=1000, ge=1, le=1000)
+
+    # Ranking weights (see digest/ranking.py for the formula)
+    rank_confidence_z: float = 1.0
+    rank_panel_weight: float = 1.0
+    rank_community_weight: float = 1.0
+    rank_community_half_votes: float = 50.0
+    rank_score_weight: float = 0.1
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {value!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("DIGEST_SECRET_KEY", self.secret_key),
+                    ("DIGEST_ADMIN_TOKEN", self.admin_token),
+                    ("DIGEST_INGEST_TOKEN", self.ingest_token),
+                )
+                if not value
+            ]
+            if self.email_backend == "sendgrid" and not self.sendgrid_api_key:
+                missing.append("SENDGRID_API_KEY")
+            if missing:
+                raise ConfigurationError(
+                    "production mode needs these settings: " + ", ".join(missing)
+                )
+            if self.database_url.startswith("sqlite"):
+                warnings.warn("production mode on SQLite: use PostgreSQL", stacklevel=2)
+        return self
+
+    @property
+    def signing_key(self) -> str:
+        """The key for signed links; development falls back to a fixed, clearly named key."""
+        return self.secret_key or DEV_SECRET_KEY
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests call `get_settings.cache_clear()`."""
+    return Settings()

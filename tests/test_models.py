@@ -1,0 +1,155 @@
+"""The database itself refuses bad rows (PostgreSQL), whatever code writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digest.db import new_session
+from schema.models import (
+    Comparison,
+    Delivery,
+    DeliveryBatch,
+    Digest,
+    DigestSegment,
+    Review,
+    Subscriber,
+    Tool,
+)
+
+NOW = datetime(2026, 11, 23, tzinfo=UTC)
+
+
+def a_comparison(**kw: object) -> Comparison:
+    fields = dict(
+        slug="a-vs-b",
+        title="A vs B",
+        published_at=NOW,
+        updated_at=NOW,
+        verdict_fingerprint="f",
+        content_hash="c",
+        source="api",
+    )
+    fields.update(kw)
+    return Comparison(**fields)
+
+
+def refused(pg: str, build: Callable[[Session], None]) -> bool:
+    session = new_session()
+    try:
+        build(session)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return True
+    finally:
+        session.close()
+    return False
+
+
+def test_slug_is_unique(pg: str) -> None:
+    assert not refused(pg, lambda s: s.add(a_comparison()))
+    assert refused(pg, lambda s: s.add(a_comparison()))
+
+
+def test_tool_position_is_a_or_b(pg: str) -> None:
+    assert refused(pg, lambda s: s.add(a_comparison(tools=[Tool(position=2, name="X")])))
+
+
+def test_panel_percentage_is_0_to_100(pg: str) -> None:
+    assert refused(
+        pg, lambda s: s.add(a_comparison(tools=[Tool(position=0, name="X", panel_ship_pct=101)]))
+    )
+
+
+def test_negative_votes_are_refused(pg: str) -> None:
+    assert refused(
+        pg, lambda s: s.add(a_comparison(tools=[Tool(position=0, name="X", community_skip=-1)]))
+    )
+
+
+def test_verdict_label_is_ship_mixed_or_skip(pg: str) -> None:
+    assert refused(
+        pg, lambda s: s.add(a_comparison(tools=[Tool(position=0, name="X", verdict_label="Meh")]))
+    )
+
+
+def test_review_score_is_0_to_100(pg: str) -> None:
+    review = Review(position=1, persona="Builder", score=101, verdict="ship")
+    assert refused(
+        pg, lambda s: s.add(a_comparison(tools=[Tool(position=0, name="X", reviews=[review])]))
+    )
+
+
+def test_review_persona_is_a_known_persona(pg: str) -> None:
+    review = Review(position=1, persona="Intern")
+    assert refused(
+        pg, lambda s: s.add(a_comparison(tools=[Tool(position=0, name="X", reviews=[review])]))
+    )
+
+
+def test_subscriber_email_is_unique_case_insensitively(pg: str) -> None:
+    assert not refused(pg, lambda s: s.add(Subscriber(email="Ann@Example.com")))
+    assert refused(pg, lambda s: s.add(Subscriber(email="ann@example.COM")))
+
+
+def test_subscriber_status_is_a_known_status(pg: str) -> None:
+    assert refused(pg, lambda s: s.add(Subscriber(email="b@example.com", status="maybe")))
+
+
+def test_delivery_is_unique_per_digest_and_subscriber(pg: str) -> None:
+    def build(s: Session) -> None:
+        sub = Subscriber(email="c@example.com", status="active")
+        digest = Digest(kind="weekly")
+        segment = DigestSegment(digest=digest, segment_key="all", subject="s", html="h", text="t")
+        batch = DeliveryBatch(digest=digest, segment=segment, seq=1)
+        s.add_all([sub, digest, segment, batch])
+        s.flush()
+        for _ in range(2):
+            s.add(
+                Delivery(
+                    digest_id=digest.id, batch_id=batch.id, subscriber_id=sub.id, email=sub.email
+                )
+            )
+
+    assert refused(pg, build)
+
+
+def test_batch_holds_at_most_1000_recipients(pg: str) -> None:
+    def build(s: Session) -> None:
+        digest = Digest(kind="weekly")
+        segment = DigestSegment(digest=digest, segment_key="all", subject="s", html="h", text="t")
+        s.add(DeliveryBatch(digest=digest, segment=segment, seq=1, size=1001))
+
+    assert refused(pg, build)
+
+
+def test_weekly_slot_fires_one_digest(pg: str) -> None:
+    assert not refused(pg, lambda s: s.add(Digest(kind="weekly", slot_key="2026-W48@UTC")))
+    assert refused(pg, lambda s: s.add(Digest(kind="weekly", slot_key="2026-W48@UTC")))
+
+
+def test_deleting_a_comparison_deletes_its_tools_and_reviews(pg: str) -> None:
+    from sqlalchemy import func, select
+
+    session = new_session()
+    review = Review(position=1, persona="Builder", score=90, verdict="ship")
+    session.add(a_comparison(tools=[Tool(position=0, name="X", reviews=[review])]))
+    session.commit()
+    session.delete(session.scalar(select(Comparison)))
+    session.commit()
+    assert session.scalar(select(func.count()).select_from(Review)) == 0
+    session.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_migrations_downgrade_and_upgrade_cleanly(backend: str, request: pytest.FixtureRequest):
+    from digest import migrations
+
+    url = request.getfixturevalue(backend)
+    migrations.downgrade(url, "base")
+    migrations.upgrade(url, "head")

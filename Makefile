@@ -1,0 +1,57 @@
+# Two commands do all set-up on a fresh clone:
+#   make demo   the weekly digest on the embedded default (SQLite, in-process tasks, .eml outbox)
+#   make test   the test suite (needs local PostgreSQL and Redis; .ci/run starts them)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fault lint format serve worker beat bench bench-subscribe chromium clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v -e "is ignored" -e "^ *$$" || true
+	$(BIN)/python -c "import digest, workers, schema, celery, mjml, sendgrid, fastapi, playwright"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/digest demo
+
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
+
+test: $(STAMP) chromium
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fault: $(STAMP)
+	$(BIN)/pytest -m fault $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+serve: $(STAMP)
+	$(BIN)/digest serve
+
+worker: $(STAMP)
+	$(BIN)/celery -A workers worker --loglevel=INFO
+
+beat: $(STAMP)
+	$(BIN)/celery -A workers beat --loglevel=INFO
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.dispatch $(BENCH_ARGS)
+
+bench-subscribe: $(STAMP)
+	$(BIN)/python -m bench.subscribe $(BENCH_ARGS)
+
+clean:
+	rm -rf var test-artifacts .pytest_cache

@@ -52,13 +52,14 @@ HEADER_LABELS = {"panel ship", "community", "entry"}
 NUMBER = r"\d+(?:,\d{3})*"
 DOT = r"\s*[·•]\s*"
 PERCENT_RE = re.compile(r"(\d+)\s*%")
-PANEL_RE = re.compile(rf"(ship|mixed|skip)(?:{DOT}({NUMBER})\s+ship\s*/\s*({NUMBER})\s+skip)?", re.I)
-VOTES_SPLIT_RE = re.compile(rf"({NUMBER})\s+ship\s*/\s*({NUMBER})\s+skip", re.I)
+VOTES_SPLIT = rf"({NUMBER})\s+ship\s*/\s*({NUMBER})\s+skip"
+PANEL_RE = re.compile(rf"(ship|mixed|skip)(?:{DOT}{VOTES_SPLIT})?", re.I)
+VOTES_SPLIT_RE = re.compile(VOTES_SPLIT, re.I)
 VOTES_PCT_RE = re.compile(rf"(\d+)\s*%\s*(?:ship{DOT}|of\s+)({NUMBER})\s+votes?", re.I)
 VOTES_TOTAL_RE = re.compile(rf"({NUMBER})\s+votes?", re.I)
 SCORE_RE = re.compile(r"(\d+)\s*/\s*100(?:\s*[·•]\s*(\S+))?")
-OPENING_QUOTES = "“\""
-CLOSING_QUOTES = "”\""
+OPENING_QUOTES = '“"'
+CLOSING_QUOTES = '”"'
 
 
 class PageFormatError(ValueError):
@@ -218,13 +219,9 @@ def _section(body: list[Line], at: int, starts: list[int]) -> list[Line]:
     return body[at + 1 : end]
 
 
-def _percentage(line: Line, field: str) -> int:
-    match = PERCENT_RE.fullmatch(line.text)
-    if match is None:
-        raise PageFormatError(f"expected 'NN%', got {line.text!r}", field=field, line=line.no)
-    value = int(match[1])
+def _check_percentage(value: int, field: str, line: int) -> int:
     if value > 100:
-        raise PageFormatError(f"{value}% is not between 0 and 100", field=field, line=line.no)
+        raise PageFormatError(f"{value}% is not between 0 and 100", field=field, line=line)
     return value
 
 
@@ -255,12 +252,6 @@ def _read_headers(lines: list[Line]) -> list[Facts]:
         floor = after
     ends = [spans[1][0], len(lines)]
     for position, ((_, after), end) in enumerate(zip(spans, ends, strict=True)):
-        if after > end:
-            raise PageFormatError(
-                "the next tool's header starts before this one's 'Entry'",
-                field=f"tools.{position + 1}",
-                line=lines[end].no,
-            )
         paragraphs = lines[after:end]
         if paragraphs:
             text = "\n\n".join(line.text for line in paragraphs)
@@ -277,13 +268,14 @@ def _read_header_top(
     """
     prefix = f"tools.{position}"
     i = anchor - 1
-    if i < floor or not PERCENT_RE.fullmatch(lines[i].text):
-        where = lines[i] if i >= floor else lines[anchor]
+    where = lines[i] if i >= floor else lines[anchor]
+    match = PERCENT_RE.fullmatch(where.text)
+    if match is None:
         raise PageFormatError(
             "expected 'NN%' before 'Panel ship'", field=f"{prefix}.panel_ship_pct", line=where.no
         )
-    pct = _percentage(lines[i], f"{prefix}.panel_ship_pct")
-    _state(facts, position, "panel_ship_pct", pct, lines[i].no)
+    pct = _check_percentage(int(match[1]), f"{prefix}.panel_ship_pct", where.no)
+    _state(facts, position, "panel_ship_pct", pct, where.no)
     i -= 1
     if i >= floor and lines[i].text in VERDICTS:
         _state(facts, position, "verdict", lines[i].text, lines[i].no)
@@ -359,9 +351,8 @@ def _community(line: Line, field: str) -> tuple[int | None, int | None]:
     if match := VOTES_SPLIT_RE.fullmatch(text):
         return _count(match[1]), _count(match[2])
     if match := VOTES_PCT_RE.fullmatch(text):
-        pct, total = int(match[1]), _count(match[2])
-        if pct > 100:
-            raise PageFormatError(f"{pct}% is not between 0 and 100", field=field, line=line.no)
+        pct = _check_percentage(int(match[1]), field, line.no)
+        total = _count(match[2])
         ship = (pct * total + 50) // 100
         return ship, total - ship
     if match := VOTES_TOTAL_RE.fullmatch(text):
@@ -375,7 +366,8 @@ def _community(line: Line, field: str) -> tuple[int | None, int | None]:
 
 
 def _state(facts: Facts, position: int, key: str, value: Any, line: int) -> None:
-    """Record a stated fact. Stated twice (header and Decision table) it must agree: we won't pick."""
+    """Record a stated fact. Stated twice (header and Decision table), it must agree: we won't
+    pick one of two contradicting statements."""
     if value is None:
         return
     if key in facts and facts[key][0] != value:
@@ -471,12 +463,13 @@ def _panel(line: Line, field: str) -> tuple[str, int | None, int | None]:
 def _read_scorecard(lines: list[Line]) -> tuple[list[Take], list[Take]]:
     """Each tool's takes. Persona headings or 'NN/100' lines mean the full layout."""
     named = any(line.text in PERSONAS or SCORE_RE.fullmatch(line.text) for line in lines)
-    takes = _read_named_takes(lines) if named else _read_quoted_takes(lines)
-    rank = {persona: min(PERSONAS.index(persona), 3) for persona in PERSONAS}
-    return (
-        sorted(takes[0], key=lambda take: rank.get(take.persona or "", 3)),
-        sorted(takes[1], key=lambda take: rank.get(take.persona or "", 3)),
-    )
+    first, second = _read_named_takes(lines) if named else _read_quoted_takes(lines)
+    return sorted(first, key=_persona_rank), sorted(second, key=_persona_rank)
+
+
+def _persona_rank(take: Take) -> int:
+    """Builder, Skeptic, Futurist, then Founder or Creator (or the unnamed fourth take)."""
+    return min(PERSONAS.index(take.persona), 3) if take.persona else 3
 
 
 def _read_named_takes(lines: list[Line]) -> tuple[list[Take], list[Take]]:
@@ -493,14 +486,14 @@ def _read_named_takes(lines: list[Line]) -> tuple[list[Take], list[Take]]:
             _check_two_takes(heading, slot)
             heading, slot, current = line, 0, None
             continue
-        is_score = SCORE_RE.fullmatch(line.text)
+        score_match = SCORE_RE.fullmatch(line.text)
         if heading is None:
             raise PageFormatError(
                 f"expected a persona heading ({', '.join(PERSONAS)}), got {line.text[:40]!r}",
                 field="reviews",
                 line=line.no,
             )
-        if is_score or _is(line, NO_TAKE):
+        if score_match or _is(line, NO_TAKE):
             if slot == 2:
                 raise PageFormatError(
                     f"a third take under {heading.text!r}: expected one per tool",
@@ -508,8 +501,8 @@ def _read_named_takes(lines: list[Line]) -> tuple[list[Take], list[Take]]:
                     line=line.no,
                 )
             tool, slot, current = slot, slot + 1, None
-            if is_score:
-                current = _scored_take(line, is_score, heading.text, takes[tool], tool)
+            if score_match:
+                current = _scored_take(line, score_match, heading.text, takes[tool], tool)
                 takes[tool].append(current)
             continue
         if current is None:
@@ -561,21 +554,20 @@ def _read_quoted_takes(lines: list[Line]) -> tuple[list[Take], list[Take]]:
     all eight slots (or none) rather than shift a persona onto the wrong take.
     """
     slots: list[Take | None] = []
-    current: Take | None = None
+    current: Take | None = None  # a quote spanning paragraphs, until its closing mark
     for line in lines:
-        if current is not None:
-            current.paragraphs.append(line.text)
-        elif _is(line, NO_TAKE):
+        if current is None and _is(line, NO_TAKE):
             slots.append(None)
             continue
-        elif line.text[0] in OPENING_QUOTES:
-            current = Take(line=line.no, persona=None, paragraphs=[line.text])
-        else:
-            raise PageFormatError(
-                f"expected a quoted take or {NO_TAKE!r}, got {line.text[:40]!r}",
-                field="reviews",
-                line=line.no,
-            )
+        if current is None:
+            if line.text[0] not in OPENING_QUOTES:
+                raise PageFormatError(
+                    f"expected a quoted take or {NO_TAKE!r}, got {line.text[:40]!r}",
+                    field="reviews",
+                    line=line.no,
+                )
+            current = Take(line=line.no, persona=None)
+        current.paragraphs.append(line.text)
         if _closes_quote(current.paragraphs):
             slots.append(current)
             current = None

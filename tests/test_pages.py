@@ -7,7 +7,6 @@ shared seeds folder are read at test time and never copied into the repository.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -416,18 +415,6 @@ def test_page_format_error_is_a_value_error_that_survives_pickling() -> None:
 
 
 # --- the published samples in the shared seeds folder ---------------------------------------
-
-
-@pytest.fixture
-def seeds_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-    folder = Path(os.environ.get("DIGEST_SEEDS_DIR") or default)
-    if not folder.is_dir():
-        message = f"seed pages folder {folder} not found (set DIGEST_SEEDS_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 def seed(folder: Path, pattern: str) -> ComparisonIn:

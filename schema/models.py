@@ -401,6 +401,8 @@ class EmailEvent(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     sg_event_id: Mapped[str | None] = mapped_column(String(100), unique=True)
     sg_message_id: Mapped[str | None] = mapped_column(String(200))
+    # Second idempotency key: hash of message id, address, event, time and URL (tracking.py).
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     event: Mapped[str] = mapped_column(String(30))
     bounce_class: Mapped[str | None] = mapped_column(String(10))  # hard / soft
     email: Mapped[str | None] = mapped_column(String(320))
@@ -414,8 +416,6 @@ class EmailEvent(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
     __table_args__ = (
-        UniqueConstraint(
-            "sg_message_id", "event", "occurred_at", name="uq_email_events_message_event_time"
-        ),
         Index("ix_email_events_digest_event", "digest_id", "event"),
+        Index("ix_email_events_delivery_id", "delivery_id"),
     )

@@ -1,0 +1,239 @@
+"""Real processes for benchmarks and fault tests: start, stop, kill -9, and watch their memory.
+
+Every process runs in its own session (process group), so stopping or killing it takes its
+children with it (Celery's prefork pool, uvicorn's reloader) and never touches anything else.
+Memory is read from `/proc/<pid>/status`: `VmHWM` is the kernel's own peak RSS of a process, so
+sampling it every few hundred milliseconds still catches a peak between samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+CELERY = str(Path(PYTHON).with_name("celery"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float, *, interval: float = 0.1, what: str = ""
+) -> object:
+    """Poll until `predicate()` is truthy; raise TimeoutError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class Proc:
+    """One child process in its own process group, logging to a file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = {**os.environ, **(env or {})}
+        self.cwd = cwd
+        self.log_path = (log_dir or ROOT / "var" / "bench") / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None, f"{self.name} was never started"
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no cleanup, no acks, no goodbyes."""
+        if self.popen is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL what is left; returns the exit code."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            self.signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        # children that outlived their parent (a prefork pool after SIGTERM) go too
+        self.signal_group(signal.SIGKILL)
+        return self.popen.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def celery_worker(
+    name: str,
+    env: dict[str, str],
+    *,
+    concurrency: int = 1,
+    pool: str = "prefork",
+    log_dir: Path | None = None,
+    extra: Sequence[str] = (),
+) -> Proc:
+    """A real `celery -A workers worker` process (not started yet)."""
+    argv = [
+        CELERY,
+        "-A",
+        "workers",
+        "worker",
+        f"--hostname={name}@%h",
+        f"--concurrency={concurrency}",
+        f"--pool={pool}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        *extra,
+    ]
+    return Proc(name, argv, env=env, log_dir=log_dir)
+
+
+def read_status_kb(pid: int, key: str) -> int:
+    """A `VmRSS`/`VmHWM` line of /proc/<pid>/status in KiB (0 when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return 0
+
+
+@dataclass
+class MemoryRecord:
+    """What the sampler learnt about one named process tree."""
+
+    peak_process_kb: int = 0  # the largest VmHWM of any single process in the tree
+    peak_tree_kb: int = 0  # the largest sum of VmRSS over the tree in one sample
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (elapsed s, tree RSS KiB)
+
+
+class MemorySampler:
+    """Samples the RSS of named process trees in a background thread."""
+
+    def __init__(self, interval: float = 0.25, keep_samples_every: float = 0.0) -> None:
+        self.interval = interval
+        self.keep_every = keep_samples_every
+        self.pids: dict[str, int] = {}
+        self.records: dict[str, MemoryRecord] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._started = time.monotonic()
+        self._last_kept = -1e9
+
+    def watch(self, name: str, pid: int) -> None:
+        self.pids[name] = pid
+        self.records.setdefault(name, MemoryRecord())
+
+    def start(self) -> MemorySampler:
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def sample(self) -> None:
+        now = time.monotonic() - self._started
+        keep = self.keep_every and now - self._last_kept >= self.keep_every
+        for name, pid in list(self.pids.items()):
+            record = self.records[name]
+            try:
+                root = psutil.Process(pid)
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            total = 0
+            for process in tree:
+                total += read_status_kb(process.pid, "VmRSS")
+                record.peak_process_kb = max(
+                    record.peak_process_kb, read_status_kb(process.pid, "VmHWM")
+                )
+            record.peak_tree_kb = max(record.peak_tree_kb, total)
+            if keep:
+                record.samples.append((now, total))
+        if keep:
+            self._last_kept = now
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def stop(self) -> dict[str, MemoryRecord]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sample()
+        return self.records
+
+
+def own_peak_kb() -> int:
+    """This process's own peak RSS (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

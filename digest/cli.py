@@ -101,6 +101,56 @@ def demo(
     console.print(table)
 
 
+@app.command("stats")
+def stats_command(
+    digest_id: Annotated[int | None, typer.Argument(help="Digest id (default: the latest)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
+) -> None:
+    """How a digest did: sends, deliveries, bounces, complaints, opens, clicks, unsubscribes."""
+    from digest.db import session_scope
+    from digest.stats import FIGURES, digest_stats, latest_digest_id
+
+    with session_scope() as session:
+        digest_id = digest_id if digest_id is not None else latest_digest_id(session)
+        if digest_id is None:
+            err.print("no digests yet")
+            raise typer.Exit(1)
+        try:
+            figures = digest_stats(session, digest_id)
+        except LookupError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(figures, default=str))
+        return
+    meta = figures["digest"]
+    table = Table(title=f"digest {meta['id']} ({meta['kind']}, {meta['status']})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name in FIGURES:
+        table.add_row(name.replace("_", " "), str(figures[name]))
+    for name, count in figures["other_events"].items():
+        table.add_row(f"other: {name}", str(count))
+    console.print(table)
+
+
+@app.command("process-webhooks")
+def process_webhooks_command() -> None:
+    """Process stored SendGrid webhook batches that no worker has processed yet."""
+    from digest.db import session_scope
+    from digest.tracking import pending_batches, process_batch
+
+    with session_scope() as session:
+        ids = pending_batches(session)
+    for batch_id in ids:
+        with session_scope() as session:
+            outcome = process_batch(session, batch_id)
+        console.print(
+            f"batch {batch_id}: {outcome.inserted} new event(s), {outcome.duplicates} duplicate(s)"
+        )
+    console.print(f"processed {len(ids)} batch(es)")
+
+
 def print_json(data: object) -> None:
     console.print_json(json.dumps(data, default=str))
 

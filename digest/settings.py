@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = 30.0
     sendgrid_webhook_public_key: str = ""
     webhook_max_age: int = 600  # seconds; 0 turns the age check off
+    webhook_max_future: int = 300  # seconds a signed timestamp may run ahead of our clock
+    webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger bodies get 413
+    soft_bounce_limit: int = Field(default=3, ge=1)  # consecutive soft bounces → bounced
+    machine_click_seconds: int = Field(default=10, ge=0)  # click this soon after delivery: a bot
+    machine_click_links: int = Field(default=3, ge=2)  # this many links clicked in that window
     from_email: str = "Weekly AI Tool Verdicts <verdicts@example.com>"
     postal_address: str = "Weekly AI Tool Verdicts, 1 Example Street, Example City"
 

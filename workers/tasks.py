@@ -6,6 +6,25 @@ policy is declared on the task, business rules live in `digest/`.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import OperationalError
+
+from digest.db import session_scope
+from digest.tracking import process_batch
 from workers.app import app
 
 __all__ = ["app"]
+
+
+@app.task(
+    name="digest.process_webhook_batch",
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # deadlocks and lost connections: try again
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_webhook_batch(batch_id: int) -> int:
+    """Turn one stored SendGrid webhook body into events, suppressions and flags."""
+    with session_scope() as session:
+        return process_batch(session, batch_id).inserted

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.web import health, ingest_api
+from digest.web import health, ingest_api, webhooks_api
 
 
 def create_app() -> FastAPI:
@@ -15,6 +15,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(ingest_api.router)
+    app.include_router(webhooks_api.router)
     return app
 
 

@@ -77,6 +77,46 @@ def import_command(
         raise typer.Exit(1)
 
 
+@app.command("preview")
+def preview_command(
+    since: Annotated[
+        str | None, typer.Option("--since", help="Window start, ISO 8601 (default: weekly window)")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Window end (default: now)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for the files")] = Path("var/preview"),
+) -> None:
+    """Write the weekly email of a window as digest.html, digest.txt and digest.eml; send nothing."""
+    from digest.preview import EmptyWindow, write_preview
+
+    try:
+        result = write_preview(
+            out, since=parse_when(since, "--since"), until=parse_when(until, "--until")
+        )
+    except EmptyWindow:
+        err.print("no comparisons in window")
+        raise typer.Exit(1) from None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since/--until") from exc
+    console.print(
+        f"window {result.since.isoformat()} – {result.until.isoformat()}: "
+        f"{len(result.ranked)} comparison(s)",
+        highlight=False,
+    )
+    for rank, item in enumerate(result.ranked, start=1):
+        console.print(
+            f"{rank:>3}. {item.comparison.title}  (score {item.score:.3f})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        console.print(f"     {item.explanation}", markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"subject: {result.email.subject}", markup=False, highlight=False, soft_wrap=True
+    )
+    for path in result.files.values():
+        console.print(f"wrote {path}", markup=False, highlight=False)
+
+
 @app.command("serve")
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the web app (subscriptions, ingest, admin, webhooks)."""

@@ -69,11 +69,14 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=1000, ge=1, le=1000)
 
     # Ranking weights (see digest/ranking.py for the formula)
-    rank_confidence_z: float = 1.0
-    rank_panel_weight: float = 1.0
-    rank_community_weight: float = 1.0
-    rank_community_half_votes: float = 50.0
-    rank_score_weight: float = 0.1
+    rank_confidence_z: float = Field(default=1.0, ge=0)  # Wilson z for the panel's lower bound
+    rank_panel_weight: float = Field(default=1.0, ge=0)
+    rank_community_weight: float = Field(default=1.0, ge=0)
+    # community votes weigh n / (n + half): 50 votes count half as much as a sure thing
+    rank_community_half_votes: float = Field(default=50.0, gt=0)
+    rank_score_weight: float = Field(default=0.1, ge=0)  # reviewer scores refine
+    # a comparison scores max(tool) + this × min(tool); in (0, 1] so the better tool leads
+    rank_runner_up_weight: float = Field(default=0.5, gt=0, le=1)
 
     @field_validator("timezone")
     @classmethod

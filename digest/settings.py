@@ -8,14 +8,15 @@ instead of falling back to a development default.
 
 from __future__ import annotations
 
+import json
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
 
@@ -60,8 +61,16 @@ class Settings(BaseSettings):
     site_url: str = "https://shiporskip.example"  # where comparison pages live
     admin_token: str = ""
     ingest_token: str = ""
-    cors_origins: list[str] = []
-    redirect_origins: list[str] = []
+    # Origins as a JSON list or comma-separated: '["https://a.example"]' or 'https://a.example,...'
+    cors_origins: Annotated[list[str], NoDecode] = []
+    redirect_origins: Annotated[list[str], NoDecode] = []
+
+    # Public subscription endpoints (limits syntax "N/period", several joined by ";"; "" = off)
+    subscribe_rate_per_ip: str = "20/minute;200/day"
+    subscribe_rate_per_email: str = "5/hour"
+    max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # form/JSON bodies; larger get 413
+    confirmation_resend_seconds: int = Field(default=600, ge=0)  # one confirmation per address
+    send_goodbye: bool = True  # a short goodbye email after unsubscribing
 
     # Scheduling
     timezone: str = "UTC"
@@ -77,6 +86,28 @@ class Settings(BaseSettings):
     rank_score_weight: float = Field(default=0.1, ge=0)  # reviewer scores refine
     # a comparison scores max(tool) + this × min(tool); in (0, 1] so the better tool leads
     rank_runner_up_weight: float = Field(default=0.5, gt=0, le=1)
+
+    @field_validator("cors_origins", "redirect_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("subscribe_rate_per_ip", "subscribe_rate_per_email")
+    @classmethod
+    def _rate_limit_syntax(cls, value: str) -> str:
+        from limits import parse_many
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError as exc:
+                raise ValueError(f"not a rate limit like '20/minute': {value!r}") from exc
+        return value.strip()
 
     @field_validator("timezone")
     @classmethod

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from digest import transactional
 from digest.db import session_scope
+from digest.email_backends import TransientSendError
 from digest.tracking import process_batch
 from workers.app import app
 
@@ -28,3 +30,33 @@ def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
     with session_scope() as session:
         return process_batch(session, batch_id).inserted
+
+
+# --- subscriber emails: confirmation, welcome, goodbye (digest/transactional.py) ----------------
+
+_TRANSACTIONAL_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (TransientSendError, OperationalError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@app.task(name="digest.send_confirmation", **_TRANSACTIONAL_RETRY)
+def send_confirmation(subscriber_id: int) -> bool:
+    """The double opt-in email; skipped if the subscriber is no longer pending."""
+    return transactional.send_confirmation(subscriber_id)
+
+
+@app.task(name="digest.send_welcome", **_TRANSACTIONAL_RETRY)
+def send_welcome(subscriber_id: int) -> bool:
+    """The first email after confirming; skipped unless the subscriber is active."""
+    return transactional.send_welcome(subscriber_id)
+
+
+@app.task(name="digest.send_goodbye", **_TRANSACTIONAL_RETRY)
+def send_goodbye(subscriber_id: int) -> bool:
+    """The note after unsubscribing; skipped unless the subscriber is still unsubscribed."""
+    return transactional.send_goodbye(subscriber_id)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
-from digest.web import health, ingest_api, webhooks_api
+from digest.settings import get_settings
+from digest.web import health, ingest_api, subscribe_pages, webhooks_api
+from digest.web.body_limit import BodySizeLimit
 
 
 def create_app() -> FastAPI:
@@ -16,6 +19,21 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(ingest_api.router)
     app.include_router(webhooks_api.router)
+    subscribe_pages.install(app)
+    settings = get_settings()
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        prefixes=subscribe_pages.PUBLIC_PREFIXES,
+    )
+    if settings.cors_origins:  # fetch-based signup forms on these origins (added last: outermost)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
     return app
 
 

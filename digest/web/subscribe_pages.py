@@ -1,0 +1,648 @@
+"""Subscribers' pages and the public signup endpoint.
+
+`POST /subscribe` takes plain HTML forms (often cross-origin, no JavaScript) and JSON, and
+answers the same whatever the address's state, so it cannot be used to probe who subscribed.
+Confirm, unsubscribe and preferences links carry signed tokens (digest/tokens.py). GET never
+changes anything except `GET /confirm/{token}`, which the issue asks for and which is idempotent.
+Emails are queued as Celery tasks only after the database commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel, Field
+
+from digest import subscriptions
+from digest.db import session_scope
+from digest.ratelimit import Limited, RateLimiter, limiter_for, parse_limits
+from digest.settings import get_settings
+from digest.subscriptions import InvalidField
+from digest.tokens import InvalidToken, read_confirm_token, read_manage_token
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["subscriptions"])
+
+TITLE = "Weekly AI Tool Verdicts — get the next comparison in your inbox"
+HONEYPOT = "website"
+# Paths whose bodies the size limit covers (see digest/web/body_limit.py).
+PUBLIC_PREFIXES = ("/subscribe", "/confirm", "/unsubscribe", "/preferences")
+
+templates = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"], default_for_string=True, default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",  # token pages must not leak their URL to other sites
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+class SubscribeRequest(BaseModel):
+    """A signup, as JSON or as form fields (categories: repeated field or comma-separated)."""
+
+    email: str = Field(description="The address to subscribe (validated, normalised).")
+    name: str | None = Field(default=None, max_length=200)
+    categories: list[str] = Field(
+        default_factory=list, description="Categories to receive; empty means all."
+    )
+    frequency: str = Field(
+        default="weekly", description="`weekly` digest or `every` comparison as it is published."
+    )
+    timezone: str | None = Field(default=None, description="IANA time zone, e.g. Europe/Berlin.")
+    website: str | None = Field(default=None, description="Leave empty (bot trap).")
+    redirect: str | None = Field(
+        default=None,
+        description="Form posts only: where to go after submitting, on an allowlisted origin.",
+    )
+
+
+class PreferencesForm(BaseModel):
+    categories: list[str] = Field(default_factory=list)
+    frequency: str = "weekly"
+    timezone: str | None = None
+    paused: str | None = Field(default=None, description="Present (any value) to pause mail.")
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    return schema
+
+
+SUBSCRIBE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _schema(SubscribeRequest)},
+            "application/x-www-form-urlencoded": {"schema": _schema(SubscribeRequest)},
+        },
+    }
+}
+PREFERENCES_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/x-www-form-urlencoded": {"schema": _schema(PreferencesForm)}},
+    }
+}
+UNSUBSCRIBE_BODY = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "List-Unsubscribe": {
+                            "type": "string",
+                            "enum": ["One-Click"],
+                            "description": "RFC 8058 one-click unsubscribe.",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+HTML_PAGE = {"content": {"text/html": {}}}
+
+
+class SubscribeGuard:
+    """The rate limits of POST /subscribe, built once per app from the settings."""
+
+    def __init__(self, limiter: RateLimiter, per_ip: str, per_email: str) -> None:
+        self.limiter = limiter
+        self.per_ip = parse_limits(per_ip)
+        self.per_email = parse_limits(per_email)
+
+
+def install(app: FastAPI) -> None:
+    """Add the router and its per-app state (rate limiter) to the app."""
+    settings = get_settings()
+    app.state.subscribe_guard = SubscribeGuard(
+        limiter_for(settings.redis_url),
+        settings.subscribe_rate_per_ip,
+        settings.subscribe_rate_per_email,
+    )
+    app.include_router(router)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = templates.get_template(name).render(title=TITLE, **context)
+    return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def message_page(status_code: int, heading: str, text: str) -> HTMLResponse:
+    return page("message.html", status_code, heading=heading, text=text)
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def queue_email(kind: str, subscriber_id: int) -> None:
+    """Queue a transactional email task (runs in-process when no broker is configured).
+
+    The web layer is the entry point that may talk to Celery; the domain in `digest/` does not.
+    """
+    from workers import tasks
+
+    task = {
+        "confirmation": tasks.send_confirmation,
+        "welcome": tasks.send_welcome,
+        "goodbye": tasks.send_goodbye,
+    }[kind]
+    task.delay(subscriber_id)
+
+
+def _consent_source(request: Request, is_json: bool) -> str:
+    """Where consent was given: the page's origin (and path, never its query) or "api"."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null":
+        return origin[:500]
+    referer = request.headers.get("referer")
+    if referer:
+        parts = urlsplit(referer)
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return f"{parts.scheme}://{parts.netloc}{parts.path}"[:500]
+    return "api" if is_json else "form"
+
+
+def _allowed_redirect(target: object) -> str | None:
+    """The redirect URL if it is absolute http(s) on an allowlisted origin, else None."""
+    if not isinstance(target, str) or not target or len(target) > 2000:
+        return None
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return None
+    if any(c in target for c in "\r\n\t\\"):
+        return None
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    allowed = {o.rstrip("/").lower() for o in get_settings().redirect_origins}
+    return target if origin in allowed else None
+
+
+class SignupFields:
+    """The raw fields of a POST /subscribe, whichever encoding they came in."""
+
+    def __init__(self, is_json: bool, data: dict[str, Any]) -> None:
+        self.is_json = is_json
+        self.data = data
+
+
+def _form_fields(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    categories: list[str] = []
+    for key, value in pairs:
+        if key == "categories":
+            categories.append(value)
+        else:
+            data.setdefault(key, value)  # the first of a repeated single field wins
+    data["categories"] = categories
+    return data
+
+
+def _json_error(status: int, field: str | None, message: str, kind: str) -> JSONResponse:
+    loc = ["body", field] if field else ["body"]
+    return JSONResponse({"detail": [{"loc": loc, "msg": message, "type": kind}]}, status)
+
+
+class BodyError(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def signup_fields(request: Request) -> SignupFields | Response:
+    """Parse the body in the event loop; the handler then runs in the thread pool."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _json_error(422, None, "the body is not valid JSON", "json_invalid")
+        if not isinstance(data, dict):
+            return _json_error(422, None, "the body must be a JSON object", "model_type")
+        return SignupFields(True, data)
+    if content_type == "application/x-www-form-urlencoded":
+        try:
+            pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=100)
+        except (ValueError, UnicodeDecodeError):
+            return _json_error(422, None, "the form body is not valid", "form_invalid")
+        return SignupFields(False, _form_fields(pairs))
+    if content_type == "multipart/form-data":
+        try:
+            form = await request.form(max_files=0, max_fields=100)
+        except Exception:  # python-multipart's parse errors and Starlette's limits
+            return _json_error(422, None, "the form body is not valid", "form_invalid")
+        pairs = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        return SignupFields(False, _form_fields(pairs))
+    return JSONResponse(
+        {"detail": "send application/x-www-form-urlencoded, multipart/form-data or JSON"}, 415
+    )
+
+
+def _too_many(limited: Limited, is_json: bool) -> Response:
+    headers = {"Retry-After": str(limited.retry_after)}
+    if is_json:
+        return JSONResponse({"detail": "too many requests, try again later"}, 429, headers)
+    response = message_page(429, "Too many requests", "Please wait a little and try again.")
+    response.headers.update(headers)
+    return response
+
+
+def _accepted(fields: SignupFields) -> Response:
+    """The one answer to every accepted (or silently dropped) signup."""
+    if fields.is_json:
+        return JSONResponse({"status": "pending"}, status_code=202)
+    target = _allowed_redirect(fields.data.get("redirect")) or "/thanks"
+    return RedirectResponse(target, status_code=303)
+
+
+def _invalid(fields: SignupFields, error: InvalidField) -> Response:
+    if fields.is_json:
+        return _json_error(422, error.field, error.message, "value_error")
+    return subscribe_form(status_code=422, errors={error.field: error.message}, values=fields.data)
+
+
+def subscribe_form(
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    values = values or {}
+    chosen = subscriptions.split_categories(values.get("categories")) if values else []
+    return page(
+        "subscribe.html",
+        status_code,
+        errors=errors or {},
+        values={k: v for k, v in values.items() if isinstance(v, str)},
+        chosen={c.lower() for c in chosen if isinstance(c, str)},
+        categories=subscriptions.KNOWN_CATEGORIES,
+        timezones=subscriptions.timezone_names(),
+    )
+
+
+# --- signup --------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse, summary="The subscription page")
+def home() -> HTMLResponse:
+    return subscribe_form()
+
+
+@router.post(
+    "/subscribe",
+    summary="Subscribe an address (double opt-in)",
+    status_code=202,
+    openapi_extra=SUBSCRIBE_BODY,
+    responses={
+        202: {
+            "description": "JSON: the address will get a confirmation email if it can.",
+            "content": {"application/json": {"example": {"status": "pending"}}},
+        },
+        303: {"description": "Form: go to the thank-you page (or the allowlisted redirect)."},
+        413: {"description": "Body too large"},
+        415: {"description": "Unsupported content type"},
+        422: {"description": "A field is invalid; the error names it"},
+        429: {"description": "Too many requests; see Retry-After"},
+    },
+)
+def subscribe(
+    request: Request, parsed: SignupFields | Response = Depends(signup_fields)
+) -> Response:
+    """Sign up. The answer is identical for new, pending, active and suppressed addresses."""
+    if isinstance(parsed, Response):
+        return parsed
+    fields = parsed
+    guard: SubscribeGuard = request.app.state.subscribe_guard
+    ip = client_ip(request)
+    limited = guard.limiter.hit(guard.per_ip, "subscribe-ip", ip)
+    if limited:
+        return _too_many(limited, fields.is_json)
+    if fields.data.get(HONEYPOT):
+        return _accepted(fields)
+    data = fields.data
+    try:
+        email = subscriptions.normalise_email(data.get("email"))
+    except InvalidField as error:
+        return _invalid(fields, error)
+    limited = guard.limiter.hit(guard.per_email, "subscribe-email", subscriptions.email_hash(email))
+    if limited:
+        return _too_many(limited, fields.is_json)
+    source = _consent_source(request, fields.is_json)
+    try:
+        with session_scope() as session:
+            signup = subscriptions.make_signup(
+                email=email,
+                name=data.get("name"),
+                categories=data.get("categories"),
+                frequency=data.get("frequency"),
+                timezone=data.get("timezone"),
+                session=session,  # consulted only for a category outside the known list
+            )
+            result = subscriptions.subscribe(
+                session, signup, source=source, ip_hash=subscriptions.ip_hash(ip)
+            )
+    except InvalidField as error:
+        return _invalid(fields, error)
+    if result.send_confirmation and result.subscriber_id is not None:
+        try:
+            queue_email("confirmation", result.subscriber_id)
+        except Exception:
+            log.exception(
+                "could not queue the confirmation for subscriber %s", result.subscriber_id
+            )
+            with session_scope() as session:
+                subscriptions.release_confirmation(session, result.subscriber_id)
+            return JSONResponse(
+                {"detail": "temporarily unavailable, please try again"}, 503, {"Retry-After": "30"}
+            )
+    return _accepted(fields)
+
+
+@router.get("/thanks", response_class=HTMLResponse, summary="Thank-you page after signing up")
+def thanks() -> HTMLResponse:
+    return page("thanks.html")
+
+
+# --- double opt-in -------------------------------------------------------------------------
+
+
+@router.get(
+    "/confirm/{token}",
+    response_class=HTMLResponse,
+    summary="Confirm a subscription (idempotent)",
+    responses={400: HTML_PAGE, 410: HTML_PAGE},
+)
+def confirm(token: str) -> HTMLResponse:
+    try:
+        subscriber_id = read_confirm_token(token)
+    except InvalidToken as exc:
+        return message_page(
+            400,
+            "This confirmation link does not work",
+            f"{str(exc).capitalize()}. You can sign up again on the subscription page.",
+        )
+    with session_scope() as session:
+        outcome = subscriptions.confirm(session, subscriber_id)
+    if outcome == "confirmed":
+        try:
+            queue_email("welcome", subscriber_id)
+        except Exception:  # the subscription stands; a missing welcome email is not fatal
+            log.exception("could not queue the welcome email for subscriber %s", subscriber_id)
+    if outcome == "unavailable":
+        return message_page(
+            410,
+            "This link can no longer be used",
+            "This subscription is not waiting for confirmation. Sign up again to subscribe.",
+        )
+    return page("confirmed.html", already=outcome == "already")
+
+
+# --- unsubscribe ---------------------------------------------------------------------------
+
+
+def _manage_id(token: str) -> int | HTMLResponse:
+    try:
+        return read_manage_token(token)
+    except InvalidToken:
+        return message_page(
+            400,
+            "This link does not work",
+            "It may have been cut short or changed. Use the link from your latest email.",
+        )
+
+
+@router.get(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="Unsubscribe page with a button (changes nothing)",
+    responses={400: HTML_PAGE, 404: HTML_PAGE},
+)
+def unsubscribe_page(token: str) -> HTMLResponse:
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with session_scope() as session:
+        subscriber = subscriptions.get_subscriber(session, subscriber_id)
+        status = subscriber.status if subscriber else None
+    if status is None:
+        return message_page(404, "Subscription not found", "There is nothing to unsubscribe.")
+    return page("unsubscribe.html", token=token, status=status)
+
+
+@router.post(
+    "/unsubscribe/{token}",
+    response_class=HTMLResponse,
+    summary="Unsubscribe (also RFC 8058 one-click)",
+    openapi_extra=UNSUBSCRIBE_BODY,
+    responses={400: HTML_PAGE, 404: HTML_PAGE},
+)
+def unsubscribe(token: str) -> HTMLResponse:
+    """Works with the page's button and with mail clients' one-click POST (no cookies)."""
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with session_scope() as session:
+        outcome = subscriptions.unsubscribe(session, subscriber_id)
+    if outcome == "missing":
+        return message_page(404, "Subscription not found", "There is nothing to unsubscribe.")
+    if outcome == "unsubscribed" and get_settings().send_goodbye:
+        try:
+            queue_email("goodbye", subscriber_id)
+        except Exception:  # unsubscribing must not fail because a goodbye could not be queued
+            log.exception("could not queue the goodbye email for subscriber %s", subscriber_id)
+    return page("unsubscribed.html", token=token)
+
+
+# --- preferences ---------------------------------------------------------------------------
+
+
+def _masked(address: str) -> str:
+    """a•••@example.com: enough to recognise, little to leak if the link is forwarded."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}"
+
+
+def _preferences_page(
+    token: str,
+    subscriber: Any,
+    categories: list[str],
+    *,
+    status_code: int = 200,
+    errors: dict[str, str] | None = None,
+    saved: bool = False,
+    values: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    chosen = values["categories"] if values else list(subscriber.categories or [])
+    return page(
+        "preferences.html",
+        status_code,
+        token=token,
+        masked_email=_masked(subscriber.email),
+        status=subscriber.status,
+        categories=sorted(set(categories) | set(subscriber.categories or [])),
+        chosen={c.lower() for c in chosen},
+        frequency=(values or {}).get("frequency") or subscriber.frequency,
+        timezone=(values or {}).get("timezone", subscriber.timezone) or "",
+        paused=bool((values or {}).get("paused")) if values else subscriber.paused,
+        timezones=subscriptions.timezone_names(),
+        errors=errors or {},
+        saved=saved,
+    )
+
+
+def _gone() -> HTMLResponse:
+    return message_page(
+        410, "This subscription was deleted", "We keep no personal data for it any more."
+    )
+
+
+@router.get(
+    "/preferences/{token}",
+    response_class=HTMLResponse,
+    summary="Preferences page",
+    responses={400: HTML_PAGE, 404: HTML_PAGE, 410: HTML_PAGE},
+)
+def preferences_page(token: str) -> HTMLResponse:
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with session_scope() as session:
+        subscriber = subscriptions.get_subscriber(session, subscriber_id)
+        if subscriber is None:
+            return message_page(404, "Subscription not found", "Sign up again to subscribe.")
+        if subscriber.status == "deleted":
+            return _gone()
+        return _preferences_page(token, subscriber, subscriptions.available_categories(session))
+
+
+async def form_pairs(request: Request) -> list[tuple[str, str]]:
+    """Urlencoded form fields, in the event loop; anything unparseable reads as no fields."""
+    body = await request.body()
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (ValueError, UnicodeDecodeError):
+        return []
+
+
+@router.post(
+    "/preferences/{token}",
+    response_class=HTMLResponse,
+    summary="Save preferences (categories, frequency, time zone, pause)",
+    openapi_extra=PREFERENCES_BODY,
+    responses={400: HTML_PAGE, 404: HTML_PAGE, 410: HTML_PAGE, 422: HTML_PAGE},
+)
+def save_preferences(
+    token: str, pairs: list[tuple[str, str]] = Depends(form_pairs)
+) -> HTMLResponse:
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    values = _form_fields(pairs)
+    try:
+        with session_scope() as session:
+            subscriber = subscriptions.get_subscriber(session, subscriber_id)
+            if subscriber is None:
+                return message_page(404, "Subscription not found", "Sign up again to subscribe.")
+            if subscriber.status == "deleted":
+                return _gone()
+            categories = subscriptions.available_categories(session)
+            subscriptions.update_preferences(
+                session,
+                subscriber_id,
+                categories=values["categories"],
+                frequency=values.get("frequency"),
+                timezone=values.get("timezone"),
+                paused=bool(values.get("paused")),
+            )
+            return _preferences_page(token, subscriber, categories, saved=True)
+    except InvalidField as error:
+        with session_scope() as session:
+            subscriber = subscriptions.get_subscriber(session, subscriber_id)
+            return _preferences_page(
+                token,
+                subscriber,
+                subscriptions.available_categories(session),
+                status_code=422,
+                errors={error.field: error.message},
+                values={
+                    **values,
+                    "categories": [c for c in values["categories"] if isinstance(c, str)],
+                },
+            )
+
+
+@router.get(
+    "/preferences/{token}/export",
+    summary="Download everything stored about this subscriber (JSON)",
+    responses={
+        200: {"content": {"application/json": {}}},
+        400: HTML_PAGE,
+        404: HTML_PAGE,
+        410: HTML_PAGE,
+    },
+)
+def export(token: str) -> Response:
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with session_scope() as session:
+        data = subscriptions.export_data(session, subscriber_id)
+    if data is None:
+        return message_page(404, "Subscription not found", "There is no data to export.")
+    if data["subscriber"]["status"] == "deleted":
+        return _gone()
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        media_type="application/json",
+        headers={
+            "Content-Disposition": 'attachment; filename="weekly-ai-tool-verdicts-my-data.json"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post(
+    "/preferences/{token}/delete",
+    response_class=HTMLResponse,
+    summary="Erase this subscriber's personal data (keeps a hashed suppression entry)",
+    responses={400: HTML_PAGE, 404: HTML_PAGE},
+)
+def delete(token: str) -> HTMLResponse:
+    subscriber_id = _manage_id(token)
+    if isinstance(subscriber_id, HTMLResponse):
+        return subscriber_id
+    with session_scope() as session:
+        if subscriptions.get_subscriber(session, subscriber_id) is None:
+            return message_page(404, "Subscription not found", "There is nothing to delete.")
+        subscriptions.delete_subscriber(session, subscriber_id)
+    return message_page(
+        200,
+        "Your data has been erased",
+        "We deleted your address, name and preferences. We keep only a one-way hash of the "
+        "address so that it is never added again by mistake.",
+    )

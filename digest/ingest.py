@@ -157,8 +157,29 @@ def update_votes(session: Session, data: VotesIn) -> Outcome:
     return "updated"
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What applying one event did; `new_publication` names a comparison worth an alert."""
+
+    outcome: Outcome
+    type: str
+    comparison_id: int | None = None
+
+    @property
+    def new_publication(self) -> int | None:
+        """The id of a comparison this `comparison.published` event created, else None."""
+        if self.type == "comparison.published" and self.outcome == "created":
+            return self.comparison_id
+        return None
+
+
 def apply_event(session: Session, raw: Any, *, source: str) -> Outcome:
     """Validate, dedupe and apply one event inside the caller's transaction."""
+    return apply_event_detail(session, raw, source=source).outcome
+
+
+def apply_event_detail(session: Session, raw: Any, *, source: str) -> Applied:
+    """`apply_event`, also saying which comparison it touched (the caller queues alerts)."""
     event = validate_event(raw)
     key = record_key(raw, event.id)
     savepoint = session.begin_nested()
@@ -167,7 +188,7 @@ def apply_event(session: Session, raw: Any, *, source: str) -> Outcome:
         session.flush()
     except IntegrityError:
         savepoint.rollback()
-        return "duplicate"
+        return Applied("duplicate", event.type)
     savepoint.commit()
     if event.type in ("comparison.published", "comparison.updated"):
         outcome = upsert_comparison(session, event.data, source=source)
@@ -176,7 +197,8 @@ def apply_event(session: Session, raw: Any, *, source: str) -> Outcome:
     else:
         outcome = update_votes(session, event.data)
     session.flush()
-    return outcome
+    comparison_id = session.scalar(select(Comparison.id).where(Comparison.slug == event.data.slug))
+    return Applied(outcome, event.type, comparison_id)
 
 
 def page_event(text: str, *, slug: str, published_at: datetime, path: str) -> dict[str, Any]:
@@ -251,8 +273,17 @@ def read_records(path: Path, *, published_at: datetime | None = None) -> Iterato
             yield Record(f"{path} line {lineno}", error=IngestError("(json)", exc.msg))
 
 
-def import_paths(paths: Iterable[Path], *, published_at: datetime | None = None) -> ImportReport:
-    """Import files record by record: good records commit on their own, bad ones are reported."""
+def import_paths(
+    paths: Iterable[Path],
+    *,
+    published_at: datetime | None = None,
+    new_publications: list[int] | None = None,
+) -> ImportReport:
+    """Import files record by record: good records commit on their own, bad ones are reported.
+
+    `new_publications`, when given, collects the ids of comparisons that `comparison.published`
+    records created (for `digest import --alert`).
+    """
     report = ImportReport(outcomes={}, errors=[])
     for path in paths:
         source = "page" if path.suffix == ".txt" else "file"
@@ -261,7 +292,10 @@ def import_paths(paths: Iterable[Path], *, published_at: datetime | None = None)
             if error is None:
                 try:
                     with session_scope() as session:
-                        outcome = apply_event(session, record.raw, source=source)
+                        applied = apply_event_detail(session, record.raw, source=source)
+                    outcome = applied.outcome
+                    if new_publications is not None and applied.new_publication is not None:
+                        new_publications.append(applied.new_publication)
                     report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
                     continue
                 except IngestError as exc:

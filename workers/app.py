@@ -34,6 +34,15 @@ def make_app() -> Celery:
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,
+        # Each tick checks whether a timezone wave of the weekly digest is due
+        # (digest/schedule.py); a tick nobody ran in time is dropped, the next does its work.
+        beat_schedule={
+            "digest.fire_weekly_slots": {
+                "task": "digest.fire_weekly_slots",
+                "schedule": settings.beat_interval,
+                "options": {"expires": settings.beat_interval},
+            }
+        },
     )
     return celery
 

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from digest.settings import get_settings
-from digest.web import health, ingest_api, subscribe_pages, webhooks_api
+from digest.web import admin_api, health, ingest_api, subscribe_pages, webhooks_api
 from digest.web.body_limit import BodySizeLimit
 
 
@@ -18,6 +18,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(ingest_api.router)
+    app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)
     subscribe_pages.install(app)
     settings = get_settings()

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     # Scheduling
     timezone: str = "UTC"
     weekly_cron: str = "0 9 * * 1"  # minute hour day-of-month month day-of-week
+    # A weekly slot missed while beat was down still fires (once) if it is at most this old.
+    weekly_grace_hours: float = Field(default=24.0, gt=0)
+    beat_interval: float = Field(default=60.0, gt=0, le=3600)  # seconds between beat's checks
     batch_size: int = Field(default=1000, ge=1, le=1000)
 
     # Ranking weights (see digest/ranking.py for the formula)
@@ -108,6 +111,14 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate limit like '20/minute': {value!r}") from exc
         return value.strip()
+
+    @field_validator("weekly_cron")
+    @classmethod
+    def _cron_syntax(cls, value: str) -> str:
+        from digest.schedule import parse_cron
+
+        parse_cron(value)  # CronError is a ValueError naming the bad field
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -236,8 +236,10 @@ def subscribe(
         "frequency": signup.frequency,
         "timezone": signup.timezone,
     }
+    # Both sides lowered by the database, so the lookup agrees with the unique index on
+    # lower(email) (SQLite's lower() folds ASCII only; PostgreSQL's folds Unicode).
     lookup = select(Subscriber.id, Subscriber.status).where(
-        func.lower(Subscriber.email) == signup.email.lower()
+        func.lower(Subscriber.email) == func.lower(signup.email)
     )
     row = session.execute(lookup).first()
     if row is None:

@@ -465,3 +465,9 @@ def test_subscription_page_is_accessible_html(client: TestClient) -> None:
     assert "<script" not in html
     assert ":focus-visible" in html
     assert response.headers["content-security-policy"].startswith("default-src 'none'")
+
+
+def test_non_ascii_case_variants_are_one_subscriber_on_postgresql(client: TestClient) -> None:
+    for address in ("Åsa@example.com", "åsa@example.com"):
+        assert signup_json(client, address).status_code == 202
+    assert count_subscribers() == 1

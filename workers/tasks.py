@@ -6,9 +6,10 @@ policy is declared on the task, business rules live in `digest/`.
 
 from __future__ import annotations
 
+from celery import group
 from sqlalchemy.exc import OperationalError
 
-from digest import transactional
+from digest import alerts, planning, schedule, transactional
 from digest.db import session_scope
 from digest.email_backends import TransientSendError
 from digest.tracking import process_batch
@@ -60,3 +61,53 @@ def send_welcome(subscriber_id: int) -> bool:
 def send_goodbye(subscriber_id: int) -> bool:
     """The note after unsubscribing; skipped unless the subscriber is still unsubscribed."""
     return transactional.send_goodbye(subscriber_id)
+
+
+# --- planning: weekly waves, ad hoc digests, alerts (digest/schedule.py, planning.py, alerts.py) --
+
+
+def dispatch_batches(batch_ids: list[int]) -> None:
+    """One `digest.send_batch` task per batch, as a group: no chord, the database tracks the end.
+
+    Entry points (CLI, admin API, demo) call this after the plan is committed.
+    """
+    if batch_ids:
+        group(app.signature("digest.send_batch", args=(batch_id,)) for batch_id in batch_ids)()
+
+
+_PLANNING_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError,),  # lost connections, deadlocks: the plan rolled back
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@app.task(name="digest.fire_weekly_slots", **_PLANNING_RETRY)
+def fire_weekly_slots() -> list[int]:
+    """Beat's tick: plan each timezone wave whose weekly slot is due, then send its batches."""
+    reports = schedule.fire_weekly_slots()
+    dispatch_batches([batch_id for report in reports for batch_id in report.batch_ids])
+    return [report.digest_id for report in reports]
+
+
+@app.task(name="digest.plan_digest", **_PLANNING_RETRY)
+def plan_digest(digest_id: int) -> str:
+    """Plan a requested digest (admin API), then send its batches."""
+    report = planning.plan_digest_id(digest_id)
+    if report is None:
+        return "already planned"
+    dispatch_batches(report.batch_ids)
+    return report.status
+
+
+@app.task(name="digest.plan_alert", **_PLANNING_RETRY)
+def plan_alert(comparison_id: int) -> str:
+    """A newly published comparison: alert the subscribers who want every one."""
+    report = alerts.plan_alert(comparison_id)
+    if report is None:
+        return "no alert"
+    dispatch_batches(report.batch_ids)
+    return report.status

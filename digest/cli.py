@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from digest.planning import PlanReport
 
 app = typer.Typer(no_args_is_help=True, help="Weekly AI Tool Verdicts: the digest service.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
@@ -60,6 +63,14 @@ def import_command(
         str | None,
         typer.Option("--published-at", help="Publication time for pages (default: file mtime)"),
     ] = None,
+    alert: Annotated[
+        bool,
+        typer.Option(
+            "--alert",
+            help="Send the single-comparison alert for newly published comparisons "
+            "(off by default: an import is a backfill)",
+        ),
+    ] = False,
 ) -> None:
     """Import comparison events or saved comparison pages. Each record commits on its own."""
     from digest.ingest import import_paths
@@ -68,11 +79,20 @@ def import_command(
     if missing:
         err.print(f"[red]no such file:[/] {', '.join(missing)}")
         raise typer.Exit(2)
-    report = import_paths(paths, published_at=parse_when(published_at, "--published-at"))
+    new: list[int] = []
+    report = import_paths(
+        paths, published_at=parse_when(published_at, "--published-at"), new_publications=new
+    )
     for error in report.errors:
         err.print(f"[red]error[/] {error}", highlight=False, soft_wrap=True)
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
     console.print(f"imported: {summary or 'nothing'}; {len(report.errors)} error(s)")
+    if alert:
+        from workers.tasks import plan_alert
+
+        for comparison_id in new:
+            plan_alert.delay(comparison_id)
+        console.print(f"alerts queued: {len(new)}")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -189,6 +209,187 @@ def process_webhooks_command() -> None:
             f"batch {batch_id}: {outcome.inserted} new event(s), {outcome.duplicates} duplicate(s)"
         )
     console.print(f"processed {len(ids)} batch(es)")
+
+
+# --- sending a digest now, and subscriber lists (digest/planning.py, subscriber_lists.py) -------
+
+FINAL_STATUSES = ("sent", "cancelled", "failed", "paused")
+
+
+def print_plan(report: PlanReport) -> None:
+    """What a plan holds: items, segments, recipients and batches, and why nothing goes out."""
+    window = ""
+    if report.since and report.until:
+        window = f", window {report.since:%Y-%m-%d %H:%M} – {report.until:%Y-%m-%d %H:%M} UTC"
+    console.print(f"digest {report.digest_id} ({report.kind}{window})")
+    if report.items:
+        items = Table(title="items")
+        for column in ("rank", "comparison", "score", "why"):
+            items.add_column(column)
+        for rank, title, score, explanation in report.items:
+            items.add_row(str(rank), title, f"{score:.3f}", explanation)
+        console.print(items)
+    if report.segments:
+        segments = Table(title="segments")
+        for column in ("segment", "items", "recipients", "batches", "rendered"):
+            segments.add_column(column)
+        for s in report.segments:
+            segments.add_row(
+                s.label or s.key,
+                str(s.items),
+                str(s.recipients),
+                str(s.batches),
+                "yes" if s.rendered else "reused",
+            )
+        console.print(segments)
+    for label, count in report.left_out.items():
+        console.print(f"{count} subscriber(s) get nothing: no item in {label}")
+    if report.suppressed:
+        console.print(f"{report.suppressed} suppressed address(es) skipped")
+    console.print(
+        f"{report.recipients} recipient(s), {report.batches} batch(es), "
+        f"{report.renders} render(s): [bold]{report.status}[/]"
+        + (f" — {report.reason}" if report.reason else "")
+    )
+
+
+def wait_for_digest(digest_id: int, poll: float = 0.5) -> str:
+    """A progress bar over the digest's batches until the digest ends; returns its status."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from sqlalchemy import func, select
+
+    from digest.db import session_scope
+    from schema.models import DeliveryBatch, Digest
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("recipients"),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"digest {digest_id}", total=None)
+        while True:
+            with session_scope() as session:
+                digest = session.get(Digest, digest_id)
+                sizes = dict(
+                    session.execute(
+                        select(DeliveryBatch.status, func.sum(DeliveryBatch.size))
+                        .where(DeliveryBatch.digest_id == digest_id)
+                        .group_by(DeliveryBatch.status)
+                    ).all()
+                )
+                status, reason = digest.status, digest.status_reason  # type: ignore[union-attr]
+                total = digest.recipients  # type: ignore[union-attr]
+            done = sum(n for s, n in sizes.items() if s not in ("pending", "sending"))
+            label = f"digest {digest_id}: {status}"
+            progress.update(task, total=total, completed=done, description=label)
+            if status in FINAL_STATUSES:
+                break
+            time.sleep(poll)
+    console.print(f"digest {digest_id}: [bold]{status}[/]" + (f" — {reason}" if reason else ""))
+    return status
+
+
+@app.command("send")
+def send_command(
+    since: Annotated[
+        str | None, typer.Option(help="Window start, ISO 8601 (default: the next weekly's)")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Window end, ISO 8601 (default: now)")] = None,
+    subject: Annotated[str | None, typer.Option(help="Instead of the generated subject")] = None,
+    segment: Annotated[
+        list[str] | None, typer.Option(help="Only comparisons in this category (repeatable)")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="Send one test copy to this address only")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan, render, send nothing")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Show progress until it ends")] = False,
+) -> None:
+    """Send an ad hoc digest now, through the same plan and batch tasks as the weekly one."""
+    from digest.db import session_scope
+    from digest.planning import PlanError, plan_digest, request_digest
+
+    try:
+        with session_scope() as session:
+            digest = request_digest(
+                session,
+                since=parse_when(since, "--since"),
+                until=parse_when(until, "--until"),
+                subject=subject,
+                segments=segment or [],
+                to=to,
+                dry_run=dry_run,
+            )
+            report = plan_digest(session, digest)
+    except PlanError as exc:
+        err.print(f"[red]--{exc.field}:[/] {exc.message}", highlight=False)
+        raise typer.Exit(2) from exc
+    print_plan(report)
+    if report.batch_ids:
+        from workers.tasks import dispatch_batches
+
+        dispatch_batches(report.batch_ids)
+    if wait and report.status == "sending":
+        status = wait_for_digest(report.digest_id)
+        if status in ("failed", "paused"):
+            raise typer.Exit(1)
+
+
+subscribers_app = typer.Typer(no_args_is_help=True, help="Subscriber lists as CSV.")
+app.add_typer(subscribers_app, name="subscribers")
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    path: Annotated[Path, typer.Argument(help="CSV: email,name,categories,frequency,timezone")],
+    confirmed: Annotated[
+        bool,
+        typer.Option("--confirmed", help="Consent was given before: import as active, not pending"),
+    ] = False,
+) -> None:
+    """Add the list's new addresses; known and suppressed addresses are left alone."""
+    from digest.db import session_scope
+    from digest.subscriber_lists import ListFormatError, import_subscribers
+
+    if not path.is_file():
+        err.print(f"[red]no such file:[/] {path}")
+        raise typer.Exit(2)
+    try:
+        with session_scope() as session:
+            report = import_subscribers(session, path, confirmed=confirmed)
+    except ListFormatError as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    for error in report.errors:
+        err.print(f"[red]error[/] {path.name} {error}", highlight=False, soft_wrap=True)
+    status = "active" if confirmed else "pending (no email sent; they cannot receive digests)"
+    console.print(
+        f"added {report.added} as {status}; {report.existing} already known (unchanged); "
+        f"{report.suppressed} suppressed (never re-added); {len(report.errors)} bad row(s)"
+    )
+    if report.errors:
+        raise typer.Exit(1)
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout)")] = None,
+) -> None:
+    """Write subscribers as CSV (email,name,categories,frequency,timezone,status)."""
+    import sys
+
+    from digest.db import session_scope
+    from digest.subscriber_lists import export_subscribers
+
+    with session_scope() as session:
+        if out is None:
+            count = export_subscribers(session, sys.stdout)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                count = export_subscribers(session, handle)
+    err.print(f"exported {count} subscriber(s)" + (f" to {out}" if out else ""))
 
 
 def print_json(data: object) -> None:

@@ -17,11 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+import redis as redis_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -155,6 +156,68 @@ def celery_worker(
         *extra,
     ]
     return Proc(name, argv, env=env, log_dir=log_dir)
+
+
+class PrivateRedis:
+    """A redis-server of this test's own on a free port, which the test may kill and restart."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.log_dir = log_dir
+        self.proc: Proc | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        self.starts += 1
+        argv = [
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        self.proc = Proc(f"redis-{self.port}-{self.starts}", argv, log_dir=self.log_dir).start()
+        wait_for(self.ping, 10, what=f"private redis on :{self.port}")
+        return self
+
+    def ping(self) -> bool:
+        try:
+            return bool(redis_lib.Redis.from_url(self.url, socket_timeout=0.5).ping())
+        except redis_lib.RedisError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: whatever was queued in memory is gone, as after a real crash."""
+        if self.proc is not None:
+            self.proc.kill()
+        wait_for(lambda: not port_open(self.port), 10, what="redis port to close")
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=5)
+
+
+@contextlib.contextmanager
+def private_redis(log_dir: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(log_dir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def read_status_kb(pid: int, key: str) -> int:

@@ -1,0 +1,392 @@
+"""`make bench`: a weekly digest to N subscribers through Redis, Celery workers and fake SendGrid.
+
+    python -m bench.dispatch --recipients 100000 --recipients 1000000 --segments 8 --workers 2
+
+For each N: a fresh PostgreSQL database (`digest_bench`), migrated, N active subscribers COPYed
+in over `--segments` preference segments and several timezones, and the sample comparisons
+ingested. Then real processes: the SendGrid-compatible server (tests/sendgrid_server.py) in its
+own process, a private redis-server as the broker, and `--workers` Celery worker processes.
+The digest is planned here, in this process, by the planner's own domain function (timed), its
+batches are handed to the workers, and the database is polled until the digest is finished.
+
+The server's own record (one NDJSON line per accepted request) is loaded back into PostgreSQL
+and compared with the subscribers there: duplicates, missing and unexpected addresses are the
+server's view, not the ledger's. A markdown table is printed and a JSON file written per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+import psycopg
+
+from bench.procs import (
+    PYTHON,
+    ROOT,
+    MemorySampler,
+    PrivateRedis,
+    Proc,
+    celery_worker,
+    free_port,
+    port_open,
+    read_status_kb,
+    wait_for,
+)
+from bench.seed import copy_subscribers, create_database, import_sample_comparisons, libpq_url
+
+ADMIN_URL = os.environ.get(
+    "DIGEST_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+API_KEY = "SG.bench-key"
+OUT_DIR = ROOT / "var" / "bench"
+
+
+@dataclass
+class Result:
+    recipients: int
+    segments: int
+    workers: int
+    concurrency: int
+    digest_id: int = 0
+    seed_s: float = 0.0
+    planning_s: float = 0.0
+    enqueue_s: float = 0.0
+    sending_s: float = 0.0
+    end_to_end_s: float = 0.0
+    planned_recipients: int = 0
+    batches: int = 0
+    planned_segments: int = 0
+    renders_db: int = 0
+    renders_process: int = 0
+    digest_status: str = ""
+    digest_reason: str = ""
+    requests: int = 0
+    accepted_requests: int = 0
+    server_recipients: int = 0
+    unique_addresses: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    unexpected: int = 0
+    ambiguous_batches: int = 0
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def per_second(self) -> float:
+        return self.server_recipients / self.end_to_end_s if self.end_to_end_s else 0.0
+
+
+def _env(database_url: str, broker_url: str, sendgrid_url: str) -> dict[str, str]:
+    return {
+        "DIGEST_ENV": "development",
+        "DIGEST_DATABASE_URL": database_url,
+        "DIGEST_BROKER_URL": broker_url,
+        "DIGEST_REDIS_URL": broker_url,
+        "DIGEST_EMAIL_BACKEND": "sendgrid",
+        "DIGEST_SENDGRID_HOST": sendgrid_url,
+        "SENDGRID_API_KEY": API_KEY,
+        "DIGEST_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+        "DIGEST_PUBLIC_URL": "https://verdicts.example",
+        "DIGEST_SENDGRID_TIMEOUT": "30",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def _server_stats(url: str) -> dict[str, Any]:
+    with urlopen(url + "/_stats", timeout=30) as response:
+        return json.load(response)
+
+
+def _compare_with_server(database_url: str, record: Path, digest_id: int) -> dict[str, int]:
+    """Load the server's record into a temp table; count missing and unexpected addresses.
+
+    Expected: every active, unpaused weekly subscriber (the bench suppresses nobody).
+    """
+    with psycopg.connect(libpq_url(database_url)) as connection:
+        connection.execute("CREATE TEMP TABLE received (email text NOT NULL)")
+        with (
+            connection.cursor().copy("COPY received (email) FROM STDIN") as copy,
+            record.open() as f,
+        ):
+            for line in f:
+                for address in json.loads(line)["recipients"]:
+                    copy.write_row((address,))
+        connection.execute("CREATE INDEX ON received (email)")
+        connection.execute("ANALYZE received")
+        expected = (
+            "SELECT lower(email) AS email FROM subscribers"
+            " WHERE status = 'active' AND NOT paused AND frequency = 'weekly'"
+        )
+        (missing,) = connection.execute(
+            f"SELECT count(*) FROM ({expected}) e"
+            " WHERE NOT EXISTS (SELECT 1 FROM received r WHERE r.email = e.email)"
+        ).fetchone()
+        (unexpected,) = connection.execute(
+            f"SELECT count(DISTINCT email) FROM received r"
+            f" WHERE NOT EXISTS (SELECT 1 FROM ({expected}) e WHERE e.email = r.email)"
+        ).fetchone()
+        (duplicates,) = connection.execute(
+            "SELECT count(*) FROM (SELECT email FROM received GROUP BY email HAVING count(*) > 1) d"
+        ).fetchone()
+        (ambiguous,) = connection.execute(
+            "SELECT count(*) FROM delivery_batches WHERE digest_id = %s AND status = 'ambiguous'",
+            (digest_id,),
+        ).fetchone()
+    return {
+        "missing": missing,
+        "unexpected": unexpected,
+        "duplicates": duplicates,
+        "ambiguous": ambiguous,
+    }
+
+
+def _digest_state(database_url: str, digest_id: int) -> tuple[str, str, int]:
+    with psycopg.connect(libpq_url(database_url)) as connection:
+        status, reason = connection.execute(
+            "SELECT status, coalesce(status_reason, '') FROM digests WHERE id = %s", (digest_id,)
+        ).fetchone()
+        (sent,) = connection.execute(
+            "SELECT count(*) FROM delivery_batches WHERE digest_id = %s AND status <> 'pending'"
+            " AND status <> 'sending'",
+            (digest_id,),
+        ).fetchone()
+    return status, reason, sent
+
+
+def run(
+    recipients: int,
+    *,
+    segments: int,
+    workers: int,
+    concurrency: int,
+    database: str,
+    timeout: float,
+) -> Result:
+    result = Result(recipients, segments, workers, concurrency)
+    result.load_before = os.getloadavg()
+    log_dir = OUT_DIR / f"{recipients}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+    record = log_dir / "received.ndjson"
+    record.unlink(missing_ok=True)
+
+    started = time.perf_counter()
+    database_url = create_database(database, ADMIN_URL)
+    copy_subscribers(database_url, recipients, segments=segments)
+    port = free_port()
+    sendgrid_url = f"http://127.0.0.1:{port}"
+    redis = PrivateRedis(log_dir)
+    env = _env(database_url, redis.url, sendgrid_url)
+    os.environ.update(env)
+    from digest.db import reset_caches
+
+    reset_caches()
+    import_sample_comparisons()
+    result.seed_s = time.perf_counter() - started
+    print(f"seeded {recipients:,} subscribers in {result.seed_s:.1f}s", file=sys.stderr)
+
+    server = Proc(
+        "sendgrid",
+        [
+            PYTHON,
+            "-m",
+            "tests.sendgrid_server",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+            "--record",
+            str(record),
+        ],
+        log_dir=log_dir,
+    )
+    procs: list[Proc] = []
+    sampler = MemorySampler(interval=0.25)
+    try:
+        redis.start()
+        procs.append(redis.proc)  # type: ignore[arg-type]
+        server.start()
+        procs.append(server)
+        wait_for(lambda: port_open(port), 20, what="the fake SendGrid server")
+        for number in range(1, workers + 1):
+            worker = celery_worker(
+                f"bench-worker-{number}", env, concurrency=concurrency, log_dir=log_dir
+            ).start()
+            procs.append(worker)
+        for worker in procs[2:]:
+            wait_for(lambda w=worker: "ready." in w.log_tail(100), 60, what=f"{worker.name}")
+        for proc in procs:
+            sampler.watch(proc.name, proc.pid)
+        sampler.start()
+
+        result.digest_status, result.digest_reason = _send_digest(result, database_url, timeout)
+        stats = _server_stats(sendgrid_url)
+        result.requests = stats["requests"]
+        result.accepted_requests = stats["accepted_requests"]
+        result.server_recipients = stats["recipients"]
+        result.unique_addresses = stats["unique_addresses"]
+    finally:
+        records = sampler.stop()
+        for proc in reversed(procs):
+            proc.stop()
+        redis.stop()
+    for name, memory in records.items():
+        result.rss_kb[name] = memory.peak_process_kb
+        if name.startswith("bench-worker"):
+            result.rss_kb[name + " (all processes)"] = memory.peak_tree_kb
+    checked = _compare_with_server(database_url, record, result.digest_id)
+    result.duplicates = checked["duplicates"]
+    result.missing = checked["missing"]
+    result.unexpected = checked["unexpected"]
+    result.ambiguous_batches = checked["ambiguous"]
+    result.load_after = os.getloadavg()
+    return result
+
+
+def _send_digest(result: Result, database_url: str, timeout: float) -> tuple[str, str]:
+    """Plan a weekly digest here (timed), hand its batches to the workers, wait for the end."""
+    from digest import rendering
+    from digest.db import session_scope
+    from digest.planning import plan_digest_id
+    from schema.models import Digest
+    from workers.tasks import dispatch_batches
+
+    with session_scope() as session:
+        digest = Digest(kind="weekly", status="planned", window_end=datetime.now(UTC), options={})
+        session.add(digest)
+        session.flush()
+        digest_id = digest.id
+    result.digest_id = digest_id
+    renders_before = rendering.mjml_render_count()
+
+    t0 = time.perf_counter()
+    report = plan_digest_id(digest_id)
+    t1 = time.perf_counter()
+    result.rss_kb["bench process (planning)"] = read_status_kb(os.getpid(), "VmHWM")
+    if report is None or report.status != "sending":
+        raise RuntimeError(f"planning did not start a send: {report}")
+    dispatch_batches(report.batch_ids)
+    t2 = time.perf_counter()
+    result.planning_s, result.enqueue_s = t1 - t0, t2 - t1
+    result.planned_recipients, result.batches = report.recipients, len(report.batch_ids)
+    result.planned_segments = len(report.segments)
+    result.renders_process = rendering.mjml_render_count() - renders_before
+    print(
+        f"planned {report.recipients:,} recipients, {len(report.batch_ids)} batches,"
+        f" {report.renders} renders in {result.planning_s:.2f}s; enqueued in"
+        f" {result.enqueue_s:.2f}s",
+        file=sys.stderr,
+    )
+    last_print = 0.0
+    while True:
+        status, reason, done = _digest_state(database_url, digest_id)
+        now = time.perf_counter()
+        if status != "sending":
+            break
+        if now - last_print >= 5:
+            print(f"  {now - t0:5.1f}s: {done}/{result.batches} batches done", file=sys.stderr)
+            last_print = now
+        if now - t0 > timeout:
+            raise TimeoutError(f"digest {digest_id} still sending after {timeout:.0f}s")
+        time.sleep(0.1)
+    t3 = time.perf_counter()
+    result.sending_s, result.end_to_end_s = t3 - t2, t3 - t0
+    with session_scope() as session:
+        result.renders_db = session.get(Digest, digest_id).renders
+    return status, reason
+
+
+def _mb(kb: int) -> str:
+    return f"{kb / 1024:.0f} MB"
+
+
+def table(results: list[Result]) -> str:
+    """A README-ready markdown table, one column per run."""
+    rows: list[tuple[str, list[str]]] = [
+        ("recipients", [f"{r.recipients:,}" for r in results]),
+        (
+            "preference sets seeded / segments planned",
+            [f"{r.segments} / {r.planned_segments}" for r in results],
+        ),
+        ("worker processes × concurrency", [f"{r.workers} × {r.concurrency}" for r in results]),
+        ("planning (freeze, render, ledger)", [f"{r.planning_s:.1f} s" for r in results]),
+        ("enqueue (one task per batch)", [f"{r.enqueue_s:.1f} s" for r in results]),
+        ("sending (until the digest is finished)", [f"{r.sending_s:.1f} s" for r in results]),
+        ("end to end (plan start → all sent)", [f"{r.end_to_end_s:.1f} s" for r in results]),
+        ("recipients/s end to end", [f"{r.per_second:,.0f}" for r in results]),
+        ("batches", [f"{r.batches:,}" for r in results]),
+        (
+            "SendGrid requests (accepted)",
+            [f"{r.requests:,} ({r.accepted_requests:,})" for r in results],
+        ),
+        (
+            "MJML renders (digest / process)",
+            [f"{r.renders_db} / {r.renders_process}" for r in results],
+        ),
+        ("digest status", [r.digest_status for r in results]),
+        (
+            "server: recipients / unique",
+            [f"{r.server_recipients:,} / {r.unique_addresses:,}" for r in results],
+        ),
+        ("server: duplicates", [str(r.duplicates) for r in results]),
+        ("server: missing / unexpected", [f"{r.missing} / {r.unexpected}" for r in results]),
+        ("ambiguous batches", [str(r.ambiguous_batches) for r in results]),
+    ]
+    names = sorted({name for r in results for name in r.rss_kb})
+    for name in names:
+        rows.append((f"peak RSS: {name}", [_mb(r.rss_kb.get(name, 0)) for r in results]))
+    rows.append(
+        (
+            "load average before / after",
+            [f"{r.load_before[0]:.2f} / {r.load_after[0]:.2f}" for r in results],
+        )
+    )
+    header = "| | " + " | ".join(f"{r.recipients:,}" for r in results) + " |"
+    lines = [header, "|---|" + "---|" * len(results)]
+    lines += [f"| {label} | " + " | ".join(values) + " |" for label, values in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, action="append", help="repeatable; 100000")
+    parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
+    parser.add_argument("--database", default="digest_bench")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    args = parser.parse_args(argv)
+    results = []
+    for recipients in args.recipients or [100_000]:
+        result = run(
+            recipients,
+            segments=args.segments,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            database=args.database,
+            timeout=args.timeout,
+        )
+        results.append(result)
+        out = OUT_DIR / f"result-{recipients}.json"
+        out.write_text(json.dumps({**asdict(result), "machine": platform.node()}, indent=1))
+    print(table(results))
+    bad = [
+        r for r in results if r.duplicates or r.missing or r.unexpected or r.digest_status != "sent"
+    ]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

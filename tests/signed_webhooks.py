@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,3 +77,21 @@ def sg_event(
         data["digest_id"] = str(digest_id)
     data.update(extra)
     return data
+
+
+def post_events(client: Any, signer: Signer, events: list[dict[str, Any]]) -> Any:
+    """POST a signed batch to the webhook endpoint (TestClient or httpx.Client)."""
+    body = body_of(events)
+    return client.post(ENDPOINT, content=body, headers=signer.headers(body))
+
+
+@contextmanager
+def eager_celery() -> Iterator[None]:
+    """Run tasks in-process (the embedded default), whatever another test configured."""
+    from workers.app import app as celery_app
+
+    keys = ("task_always_eager", "task_eager_propagates")
+    saved = {key: celery_app.conf[key] for key in keys}
+    celery_app.conf.update(dict.fromkeys(keys, True))
+    yield
+    celery_app.conf.update(saved)

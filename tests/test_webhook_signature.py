@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,7 +17,7 @@ from digest.db import reset_caches, session_scope
 from digest.web.app import create_app
 from digest.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from schema.models import EmailEvent, WebhookBatch
-from tests.signed_webhooks import ENDPOINT, Signer, body_of, sg_event
+from tests.signed_webhooks import ENDPOINT, Signer, body_of, eager_celery, sg_event
 
 # SendGrid's published test vector, from the sendgrid-python library's own event-webhook tests
 # (github.com/sendgrid/sendgrid-python, test/unit/test_eventwebhook.py): public key, signature,
@@ -65,12 +66,13 @@ def flip(text: str, index: int) -> str:
 
 
 @pytest.fixture
-def sendgrid_example(pg: str, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+def sendgrid_example(pg: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The app with SendGrid's sample key; the age check off, since the sample is from 2020."""
     monkeypatch.setenv("DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY", SENDGRID_PUBLIC_KEY)
     monkeypatch.setenv("DIGEST_WEBHOOK_MAX_AGE", "0")
     reset_caches()
-    return TestClient(create_app())
+    with eager_celery():
+        yield TestClient(create_app())
 
 
 def post_example(
@@ -174,12 +176,13 @@ def test_malformed_timestamp_is_403(sendgrid_example: TestClient, timestamp: str
 
 
 @pytest.fixture
-def signer(pg: str, monkeypatch: pytest.MonkeyPatch) -> Signer:
+def signer(pg: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Signer]:
     """Our own key pair configured as the webhook key, with the default 600 s age limit."""
     signer = Signer()
     monkeypatch.setenv("DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
     reset_caches()
-    return signer
+    with eager_celery():
+        yield signer
 
 
 def own_body() -> bytes:

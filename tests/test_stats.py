@@ -383,3 +383,16 @@ EXPECTED = {
     "ambiguous_batches": 0,
     "failed_batches": 0,
 }
+
+
+def test_admin_digest_endpoint_carries_the_same_figures(client, signer, sent) -> None:
+    from tests.conftest import ADMIN_TOKEN
+
+    post(client, signer, [ev(sent, "delivered", ADA, T0 + 5), ev(sent, "spamreport", BO, T0 + 9)])
+    response = client.get(
+        f"/admin/digests/{sent.digest_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
+    assert response.status_code == 200, response.text
+    figures = response.json()["stats"]
+    assert (figures["delivered"], figures["complaints"], figures["recipients"]) == (1, 1, 4)
+    assert {k: v for k, v in stats(sent).items() if k != "digest"} == figures

@@ -355,3 +355,23 @@ def test_bounced_and_complained_addresses_are_left_out_of_the_next_digest_plan(
         )
     assert report.status == "sending"
     assert planned == {CY}
+
+
+def test_webhook_events_work_on_the_embedded_default(sqlite: str, monkeypatch) -> None:
+    signer = Signer()
+    monkeypatch.setenv("DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
+    reset_caches()
+    with session_scope() as session:
+        sent = sent_digest(session, [ADA, BO])
+    events = [
+        event_for(sent, "delivered", ADA),
+        event_for(sent, "bounce", BO, type="bounce"),
+        sg_event("delivered", "zed@example.test", timestamp=T0, delivery_id=555),
+    ]
+    with eager_celery():
+        client = TestClient(create_app())
+        post(client, signer, events)
+        post(client, signer, events)
+    assert len(stored()) == 3
+    assert stored(email=ADA)[0].delivery_id == sent.deliveries[ADA]
+    assert status_of(sent, BO) == "bounced"

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from digest.db import session_scope
 from digest.settings import get_settings
@@ -86,7 +87,17 @@ def _detail(digest_id: int) -> dict[str, Any]:
             "segments": [{"key": key, "recipients": n} for key, n in segments],
             "left_out": options.get("left_out", {}),
             "dry_run": bool(options.get("dry_run")),
+            "stats": _stats(session, digest_id),
         }
+
+
+def _stats(session: Session, digest_id: int) -> dict[str, Any]:
+    """The figures `digest stats` shows (SendGrid events included), without the repeated header."""
+    from digest.stats import digest_stats
+
+    figures = digest_stats(session, digest_id)
+    figures.pop("digest")
+    return figures
 
 
 def _queue_plan(digest_id: int) -> None:

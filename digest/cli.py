@@ -392,6 +392,154 @@ def subscribers_export(
     err.print(f"exported {count} subscriber(s)" + (f" to {out}" if out else ""))
 
 
+# --- watching and steering a digest in flight (digest/operations.py) ---------------------------
+
+
+def _operation(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run one operation in its own transaction; unknown ids and refusals exit 1 with the reason."""
+    from digest.db import session_scope
+    from digest.operations import DigestNotFound, OperationRefused
+
+    try:
+        with session_scope() as session:
+            return fn(session, *args, **kwargs)
+    except (DigestNotFound, OperationRefused) as exc:
+        err.print(f"[red]error[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+
+
+def _print_digest_status(report: dict) -> None:
+    batches = ", ".join(f"{n} {s}" for s, n in report["batches"].items() if n) or "none"
+    deliveries = ", ".join(f"{n} {s}" for s, n in report["deliveries"].items() if n) or "none"
+    console.print(
+        f"digest {report['id']} ({report['kind']}): [bold]{report['status']}[/]"
+        + (f" — {report['status_reason']}" if report["status_reason"] else ""),
+        highlight=False,
+    )
+    console.print(f"  batches: {batches}\n  deliveries: {deliveries}", highlight=False)
+    if report["ambiguous"]:
+        table = Table(title="ambiguous batches (SendGrid may or may not have accepted them)")
+        for column in ("batch", "seq", "recipients", "attempts", "claimed at", "last error"):
+            table.add_column(column)
+        for b in report["ambiguous"]:
+            table.add_row(
+                str(b["batch_id"]),
+                str(b["seq"]),
+                str(b["recipients"]),
+                str(b["attempts"]),
+                b["claimed_at"] or "",
+                b["error"] or "",
+            )
+        console.print(table)
+        console.print(
+            f"decide with: digest resend-ambiguous {report['id']} "
+            "--resend | --mark-sent | --mark-failed"
+        )
+
+
+@app.command("status")
+def status_command(
+    digest_id: Annotated[
+        int | None, typer.Argument(help="One digest (default: the latest)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    limit: Annotated[int, typer.Option(help="How many recent digests to list")] = 20,
+) -> None:
+    """Digests with their batches and deliveries by status, and any ambiguous batches."""
+    from digest.operations import digest_status
+
+    report = _operation(digest_status, digest_id, limit=limit)
+    if as_json:
+        print_json(report)
+        return
+    if digest_id is not None:
+        _print_digest_status(report)
+        return
+    table = Table(title="digests")
+    for column in ("id", "kind", "status", "recipients", "sent", "failed", "ambiguous", "created"):
+        table.add_column(column)
+    for d in report["digests"]:
+        table.add_row(
+            str(d["id"]),
+            d["kind"],
+            d["status"],
+            str(d["recipients"]),
+            str(d["deliveries"]["sent"]),
+            str(d["deliveries"]["failed"]),
+            str(len(d["ambiguous"])),
+            (d["created_at"] or "")[:16],
+        )
+    console.print(table)
+    for d in report["digests"]:
+        if d["ambiguous"]:
+            console.print(f"digest {d['id']}: {len(d['ambiguous'])} ambiguous batch(es)")
+
+
+@app.command("cancel")
+def cancel_command(digest_id: Annotated[int, typer.Argument(help="The digest to stop")]) -> None:
+    """Stop a digest: its pending batches are cancelled; requests in flight finish."""
+    from digest.operations import cancel_digest
+
+    result = _operation(cancel_digest, digest_id)
+    console.print(
+        f"digest {digest_id} cancelled: {result['batches_cancelled']} batch(es) "
+        f"({result['deliveries_cancelled']} recipient(s)) will not be sent; "
+        f"{result['batches_in_flight']} request(s) in flight finish"
+    )
+
+
+@app.command("resume")
+def resume_command(digest_id: Annotated[int, typer.Argument(help="A paused digest")]) -> None:
+    """Send the rest of a digest paused by SendGrid refusing the API key (401/403)."""
+    from digest.operations import resume_digest
+    from workers.tasks import dispatch_batches
+
+    result = _operation(resume_digest, digest_id)
+    dispatch_batches(result["enqueue"])
+    console.print(f"digest {digest_id} resumed: {len(result['enqueue'])} batch(es) enqueued")
+
+
+@app.command("resend-ambiguous")
+def resend_ambiguous_command(
+    digest_id: Annotated[int, typer.Argument(help="The digest with ambiguous batches")],
+    batch: Annotated[
+        int | None, typer.Option("--batch", help="Only this batch (default: all of the digest's)")
+    ] = None,
+    resend: Annotated[
+        bool, typer.Option("--resend", help="Send again: recipients may get it twice")
+    ] = False,
+    mark_sent: Annotated[
+        bool, typer.Option("--mark-sent", help="Trust SendGrid took it: record it as sent")
+    ] = False,
+    mark_failed: Annotated[
+        bool, typer.Option("--mark-failed", help="Assume it was lost: record it as failed")
+    ] = False,
+) -> None:
+    """Decide what happened to batches whose request got no answer (see `digest status`)."""
+    from digest.operations import digest_status, resend_ambiguous
+    from workers.tasks import dispatch_batches
+
+    chosen = [
+        name
+        for name, flag in (
+            ("resend", resend),
+            ("mark-sent", mark_sent),
+            ("mark-failed", mark_failed),
+        )
+        if flag
+    ]
+    if len(chosen) != 1:
+        report = _operation(digest_status, digest_id)
+        if report["ambiguous"]:
+            _print_digest_status(report)
+        err.print("choose exactly one of --resend, --mark-sent or --mark-failed")
+        raise typer.Exit(2)
+    result = _operation(resend_ambiguous, chosen[0], digest_id=digest_id, batch_id=batch)
+    dispatch_batches(result["enqueue"])
+    ids = ", ".join(str(b) for b in result["batches"])
+    console.print(f"digest {digest_id}: batch(es) {ids} → {chosen[0]}")
+
+
 def print_json(data: object) -> None:
     console.print_json(json.dumps(data, default=str))
 

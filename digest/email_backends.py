@@ -95,6 +95,15 @@ class AuthFailed(SendError):
     """401/403: retrying cannot help; an operator must fix the key."""
 
 
+class DeliveryUnknown(TransientSendError):
+    """The whole request went out but no answer came back (read timeout, reset, bad reply).
+
+    SendGrid may have accepted it. A single transactional email may be retried (a duplicate
+    confirmation is harmless, so this stays a `TransientSendError`); a digest batch must not be
+    resent without an operator's decision, so digest/sending.py catches this class first.
+    """
+
+
 class EmailBackend(Protocol):
     def send(self, message: Message) -> SendResult: ...
 
@@ -140,7 +149,13 @@ class OutboxBackend:
 
 
 class SendGridBackend:
-    """One `/v3/mail/send` request per message through the official client."""
+    """One `/v3/mail/send` request per message through the official client.
+
+    Errors are sorted by what they say about delivery: `TransientSendError` means SendGrid did
+    not take the message (refused or broken connection before the request was complete, 429,
+    5xx) and a retry cannot duplicate it; `DeliveryUnknown` means the request was complete but
+    the answer never arrived, so SendGrid may have accepted it.
+    """
 
     def __init__(self, api_key: str, host: str, from_email: str, timeout: float = 30.0) -> None:
         from sendgrid import SendGridAPIClient
@@ -167,14 +182,26 @@ class SendGridBackend:
         return body
 
     def send(self, message: Message) -> SendResult:
+        import http.client
+        import urllib.error
+
         from python_http_client import exceptions as http_errors
 
         try:
             response = self.client.client.mail.send.post(request_body=self.request_body(message))
         except http_errors.HTTPError as exc:
-            raise _classify(exc.status_code, exc.body, exc.headers) from exc
-        except (OSError, TimeoutError) as exc:  # refused, reset, timed out
-            raise TransientSendError(f"SendGrid unreachable: {exc}") from exc
+            raise _classify(exc.status_code, exc.body, exc.headers, message) from exc
+        except urllib.error.URLError as exc:
+            # urllib wraps errors raised while connecting or writing the request: SendGrid
+            # never received a complete request, so it cannot have accepted it.
+            raise TransientSendError(f"SendGrid unreachable: {exc.reason}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            # Raised while waiting for or reading the answer: the request was complete.
+            raise DeliveryUnknown(
+                f"no answer from SendGrid after the request was sent: {exc!r}"
+            ) from exc
+        if response.status_code != 202:
+            raise DeliveryUnknown(f"SendGrid answered {response.status_code}, expected 202")
         message_id = response.headers.get("X-Message-Id") if response.headers else None
         return SendResult(message_id=message_id)
 
@@ -193,7 +220,7 @@ def _personalization(recipient: Recipient) -> dict[str, Any]:
     return item
 
 
-def _classify(status: int, body: Any, headers: Any) -> SendError:
+def _classify(status: int, body: Any, headers: Any, message: Message | None = None) -> SendError:
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     if status == 429 or status >= 500:
         reset = headers.get("X-RateLimit-Reset") if headers else None
@@ -203,9 +230,9 @@ def _classify(status: int, body: Any, headers: Any) -> SendError:
     if status == 413:
         return PayloadTooLarge("SendGrid answered 413: payload too large", status=413)
     if status in (401, 403):
-        return AuthFailed(f"SendGrid refused the API key ({status})", status=status)
+        return AuthFailed(f"SendGrid refused the API key ({status}): {text[:300]}", status=status)
     if status == 400:
-        bad = _bad_addresses(text)
+        bad = _bad_addresses(text, message)
         if bad:
             return BadRecipients(f"SendGrid rejected {len(bad)} address(es)", bad)
     return SendError(f"SendGrid answered {status}: {text[:500]}", status=status)
@@ -221,20 +248,36 @@ def _seconds_until(reset: str | None) -> float | None:
         return None
 
 
-def _bad_addresses(text: str) -> dict[str, str]:
-    """Addresses a 400 names, from `errors[].field` like `personalizations.3.to.0.email`."""
+_ADDRESS = re.compile(r"[\w.+'-]+@[\w.-]+\w")
+_RECIPIENT_FIELD = re.compile(r"personalizations\.(\d+)\.(to|cc|bcc)\.(\d+)\.email")
+
+
+def _bad_addresses(text: str, message: Message | None = None) -> dict[str, str]:
+    """Addresses a 400 names: in the error message, or by the `field` path
+    (`personalizations.3.to.0.email`, as SendGrid reports an invalid address) resolved against
+    the message that was sent. Errors about anything but an address name none."""
     try:
         errors = json.loads(text).get("errors", [])
     except (ValueError, AttributeError):
         return {}
     found: dict[str, str] = {}
-    for error in errors:
-        address = error.get("email") or ""
-        if not address and "email" in str(error.get("field", "")):
-            match = re.search(r"[\w.+-]+@[\w.-]+", str(error.get("message", "")))
+    for error in errors if isinstance(errors, list) else []:
+        if not isinstance(error, dict):
+            continue
+        field_path = str(error.get("field") or "")
+        reason = str(error.get("message") or "rejected")
+        address = str(error.get("email") or "")
+        if not address and "email" in field_path:
+            match = _ADDRESS.search(reason)
             address = match.group(0) if match else ""
+        if not address and message is not None:
+            where = _RECIPIENT_FIELD.search(field_path)
+            if where and where.group(2) == "to" and where.group(3) == "0":
+                index = int(where.group(1))
+                if index < len(message.recipients):
+                    address = message.recipients[index].email
         if address:
-            found[address] = str(error.get("message", "rejected"))
+            found[address] = reason
     return found
 
 

@@ -44,7 +44,18 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("SENDGRID_API_KEY", "sendgrid_api_key")
     )
     sendgrid_host: str = "https://api.sendgrid.com"
-    sendgrid_timeout: float = 30.0
+    sendgrid_timeout: float = Field(default=30.0, gt=0)  # seconds per /v3/mail/send request
+    # Sending (digest/sending.py). Retries: base * 2**(attempt-1), capped, with jitter; the cap
+    # stays well under the broker's visibility timeout (workers/app.py) so no waiting retry is
+    # ever redelivered as a duplicate.
+    send_max_attempts: int = Field(default=8, ge=1, le=50)  # claims of one batch before failing
+    send_retry_base_delay: float = Field(default=5.0, ge=0)  # seconds before the first retry
+    send_retry_max_delay: float = Field(default=900.0, ge=0, le=3600)  # cap on any retry delay
+    # A batch still `sending` this long after its claim lost its worker mid-request: ambiguous.
+    send_claim_timeout: float = Field(default=180.0, gt=0)
+    # A `pending` batch of a sending digest untouched this long has lost its task: re-enqueue.
+    send_orphan_after: float = Field(default=3 * 3600.0, gt=0)
+    send_reap_interval: float = Field(default=60.0, gt=0)  # seconds between reaper runs
     sendgrid_webhook_public_key: str = ""
     webhook_max_age: int = 600  # seconds; 0 turns the age check off
     webhook_max_future: int = 300  # seconds a signed timestamp may run ahead of our clock
@@ -111,6 +122,15 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate limit like '20/minute': {value!r}") from exc
         return value.strip()
+
+    @model_validator(mode="after")
+    def _claim_outlives_request(self) -> Settings:
+        if self.send_claim_timeout <= self.sendgrid_timeout:
+            raise ValueError(
+                "DIGEST_SEND_CLAIM_TIMEOUT must be longer than DIGEST_SENDGRID_TIMEOUT, or "
+                "batches still waiting for SendGrid's answer would be called ambiguous"
+            )
+        return self
 
     @field_validator("weekly_cron")
     @classmethod

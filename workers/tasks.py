@@ -9,9 +9,10 @@ from __future__ import annotations
 from celery import group
 from sqlalchemy.exc import OperationalError
 
-from digest import alerts, planning, schedule, transactional
+from digest import alerts, operations, planning, schedule, sending, transactional
 from digest.db import session_scope
 from digest.email_backends import TransientSendError
+from digest.settings import get_settings
 from digest.tracking import process_batch
 from workers.app import app
 
@@ -31,6 +32,54 @@ def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
     with session_scope() as session:
         return process_batch(session, batch_id).inserted
+
+
+# --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------
+
+
+@app.task(name="digest.send_batch", bind=True, acks_late=True, max_retries=None)
+def send_batch(self, batch_id: int) -> str:
+    """Send one planned batch exactly once. The ledger counts attempts and gives up after
+    DIGEST_SEND_MAX_ATTEMPTS, so Celery's own retry limit stays off; the retry delay is capped
+    below the broker's visibility timeout (see workers/app.py)."""
+    outcome = sending.send_batch(batch_id)
+    for other in outcome.enqueue:
+        send_batch.delay(other)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return outcome.status
+
+
+@app.task(name="digest.reap_stale_claims", acks_late=True)
+def reap_stale_claims() -> list[int]:
+    """Batches left `sending` by a lost worker become ambiguous (never resent silently)."""
+    with session_scope() as session:
+        return operations.reap_stale_claims(session, get_settings().send_claim_timeout)
+
+
+@app.task(name="digest.requeue_orphaned_batches", acks_late=True)
+def requeue_orphaned_batches() -> list[int]:
+    """Enqueue pending batches whose task was lost; a duplicate task finds the claim and stops."""
+    with session_scope() as session:
+        batch_ids = operations.orphaned_batches(session, get_settings().send_orphan_after)
+    for batch_id in batch_ids:
+        send_batch.delay(batch_id)
+    return batch_ids
+
+
+def _schedule_dispatch_housekeeping() -> None:
+    settings = get_settings()
+    app.add_periodic_task(
+        settings.send_reap_interval, reap_stale_claims.s(), name="digest.reap_stale_claims"
+    )
+    app.add_periodic_task(
+        settings.send_orphan_after / 2,
+        requeue_orphaned_batches.s(),
+        name="digest.requeue_orphaned_batches",
+    )
+
+
+_schedule_dispatch_housekeeping()
 
 
 # --- subscriber emails: confirmation, welcome, goodbye (digest/transactional.py) ----------------

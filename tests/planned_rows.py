@@ -1,0 +1,108 @@
+"""Write a planned digest straight into the ledger, as digest/planning.py leaves it.
+
+Sending tests start from the planning contract, not from planning itself: a `sending` digest, one
+rendered segment, subscribers, batches of at most 1000 (`pending`, no address twice) and one
+`pending` delivery per recipient with its batch id. Bulk inserts keep 5,000 recipients quick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from digest.email_backends import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
+
+SUBJECT = "This week: Quillmark vs Draftwell, and two more verdicts"
+HTML = (
+    f"<html><body><p>Hi {NAME_TOKEN},</p><p>Quillmark ships, Draftwell is mixed.</p>"
+    f'<p><a href="{UNSUBSCRIBE_TOKEN}">Unsubscribe</a> · '
+    f'<a href="{PREFERENCES_TOKEN}">Preferences</a></p></body></html>'
+)
+TEXT = (
+    f"Hi {NAME_TOKEN},\n\nQuillmark ships, Draftwell is mixed.\n\n"
+    f"Unsubscribe: {UNSUBSCRIBE_TOKEN}\nPreferences: {PREFERENCES_TOKEN}\n"
+)
+
+
+@dataclass
+class PlannedDigest:
+    digest_id: int
+    segment_id: int
+    batch_ids: list[int]
+    emails: list[str]
+
+
+def email_for(n: int, prefix: str = "reader") -> str:
+    return f"{prefix}{n:06d}@example.com"
+
+
+def plan_rows(
+    session: Session,
+    recipients: int,
+    *,
+    batch_size: int = 1000,
+    status: str = "sending",
+    prefix: str = "reader",
+    names: bool = True,
+) -> PlannedDigest:
+    """A digest in `status` with `recipients` subscribers split into batches of `batch_size`."""
+    digest = Digest(kind="weekly", status=status, subject=SUBJECT, recipients=recipients)
+    digest.started_at = utcnow()
+    session.add(digest)
+    session.flush()
+    segment = DigestSegment(
+        digest_id=digest.id, segment_key="all", subject=SUBJECT, html=HTML, text=TEXT
+    )
+    segment.recipients = recipients
+    session.add(segment)
+    session.flush()
+    emails = [email_for(n, prefix) for n in range(recipients)]
+    subscriber_ids = list(
+        session.scalars(
+            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),
+            [
+                {
+                    "email": email,
+                    "name": f"Reader {n}" if names and n % 3 else None,
+                    "status": "active",
+                    "categories": [],
+                    "frequency": "weekly",
+                }
+                for n, email in enumerate(emails)
+            ],
+        )
+    )
+    batch_ids: list[int] = []
+    for seq, start in enumerate(range(0, recipients, batch_size), start=1):
+        chunk = subscriber_ids[start : start + batch_size]
+        batch_id = session.scalar(
+            insert(DeliveryBatch)
+            .values(
+                digest_id=digest.id,
+                segment_id=segment.id,
+                seq=seq,
+                status="pending",
+                size=len(chunk),
+                attempts=0,
+            )
+            .returning(DeliveryBatch.id)
+        )
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "digest_id": digest.id,
+                    "batch_id": batch_id,
+                    "subscriber_id": sid,
+                    "email": emails[start + k],
+                    "status": "pending",
+                }
+                for k, sid in enumerate(chunk)
+            ],
+        )
+        batch_ids.append(batch_id)
+    session.commit()
+    return PlannedDigest(digest.id, segment.id, batch_ids, emails)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash
@@ -102,8 +102,8 @@ class BatchOutcome:
 def _text(value: Any, limit: int) -> str | None:
     if value is None or isinstance(value, dict | list):
         return None
-    text = str(value).strip()
-    return text[:limit] if text else None
+    cleaned = str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
+    return cleaned[:limit] if cleaned else None
 
 
 def _positive_id(value: Any) -> int | None:
@@ -190,6 +190,17 @@ def _unique_in_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return unique
 
 
+def _storable(value: Any) -> Any:
+    """The same JSON without NUL characters and with lone surrogates replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 # --- linking -----------------------------------------------------------------------------------
 
 
@@ -272,33 +283,53 @@ def _agrees(row: dict[str, Any], found: tuple[int, str] | None) -> bool:
 # --- storing -----------------------------------------------------------------------------------
 
 
+INSERTED_COLUMNS = (
+    "sg_event_id",
+    "sg_message_id",
+    "dedupe_key",
+    "event",
+    "bounce_class",
+    "email",
+    "occurred_at",
+    "delivery_id",
+    "digest_id",
+    "url",
+    "machine",
+    "payload",
+)
+RETURNED = "id, event, bounce_class, email, occurred_at, delivery_id, sg_message_id"
+
+# PostgreSQL: the whole batch as ONE json parameter, unpacked server-side. Thousands of rows in
+# one statement without thousands of bind parameters to render, send and parse.
+PG_INSERT = text(
+    f"INSERT INTO email_events ({', '.join(INSERTED_COLUMNS)}) "
+    f"SELECT {', '.join(INSERTED_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::email_events, CAST(:rows AS json)) "
+    f"ON CONFLICT DO NOTHING RETURNING {RETURNED}, payload->>'reason' AS reason"
+)
+
+
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
     """Insert rows, skipping any already stored; return only the rows that were new."""
     if not rows:
         return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    if session.get_bind().dialect.name == "postgresql":
+        document = json.dumps(
+            [{**row, "occurred_at": row["occurred_at"].isoformat()} for row in rows]
+        )
+        return list(session.execute(PG_INSERT, {"rows": document}).all())
+    from sqlalchemy.dialects.sqlite import insert
+
+    table = EmailEvent.__table__
     statement = (
-        insert(EmailEvent)
+        insert(table)
         .on_conflict_do_nothing()
         .returning(
-            EmailEvent.id,
-            EmailEvent.event,
-            EmailEvent.bounce_class,
-            EmailEvent.email,
-            EmailEvent.occurred_at,
-            EmailEvent.delivery_id,
-            EmailEvent.sg_message_id,
-            EmailEvent.payload,
+            *(table.c[name] for name in RETURNED.split(", ")),
+            EmailEvent.payload["reason"].as_string().label("reason"),
         )
     )
-    inserted: list[Any] = []
-    for part in _chunks(rows):
-        inserted.extend(session.execute(statement.values(list(part))).all())
-    return inserted
+    return list(session.execute(statement, rows).all())
 
 
 # --- suppression -------------------------------------------------------------------------------
@@ -315,8 +346,7 @@ def _action(row: Any) -> str | None:
     if row.event == "delivered":
         return "delivered"
     if row.event == "dropped":
-        reason = str((row.payload or {}).get("reason") or "").strip().lower()
-        return DROPPED_REASONS.get(reason)
+        return DROPPED_REASONS.get(str(row.reason or "").strip().lower())
     return None
 
 
@@ -542,6 +572,8 @@ def process_batch(
         outcome.already_processed = True
         return outcome
     raw = json.loads(batch.body)
+    if "\\u" in batch.body:  # escapes may carry NUL or lone surrogates, which PostgreSQL refuses
+        raw = _storable(raw)
     events = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
     rows = [normalise(e, batch.received_at) for e in events]
     outcome.events = len(rows)

@@ -194,10 +194,21 @@ def test_odd_fields_do_not_fail_the_batch(client, signer, sent) -> None:
         {"sg_event_id": "no-event-name", "timestamp": T0},
         {"event": "delivered", "email": ADA, "timestamp": 10**20, "delivery_id": "abc"},
         {"event": "delivered", "email": BO, "delivery_id": True, "digest_id": -4},
+        {"event": "open\u0000", "email": "nul\u0000@example.test", "timestamp": T0},
+        {"event": "click", "email": "\ud800@example.test", "url": "https://x.example/\udfff"},
     ]
     post(client, signer, odd)
     events = stored()
-    assert [e.event for e in events] == ["open", "unknown", "delivered", "delivered"]
+    assert [e.event for e in events] == [
+        "open",
+        "unknown",
+        "delivered",
+        "delivered",
+        "open",
+        "click",
+    ]
+    assert events[-2].email == "nul@example.test"
+    assert events[-1].email == "?@example.test"
     assert all(e.delivery_id is None for e in events)
     with session_scope() as session:
         assert session.scalars(select(WebhookBatch.processed_at)).one() is not None

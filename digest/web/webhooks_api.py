@@ -122,7 +122,7 @@ def enqueue(batch_id: int) -> None:
     },
 )
 async def sendgrid_events(request: Request) -> Response:
-    """SendGrid's Event Webhook (signed): delivery, bounce, open, click, spam report, unsubscribe."""
+    """SendGrid's signed Event Webhook: delivered, bounce, open, click, spam report, unsubscribe."""
     try:
         body = await read_body(request, get_settings().webhook_max_bytes)
     except BodyTooLarge:

@@ -20,13 +20,14 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import redis as redis_lib
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.procs import ROOT, Proc, free_port, port_open, wait_for
+from bench.procs import Proc, free_port, port_open, wait_for
 from bench.seed import create_database, drop_database
 
 ADMIN_URL = os.environ.get(
@@ -34,6 +35,7 @@ ADMIN_URL = os.environ.get(
 )
 REDIS_BASE = os.environ.get("DIGEST_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_DB = 12
+BIN = Path(sys.executable).parent
 DB_NAME = "digest_bench_webhooks"
 SENT_AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         web = Proc(
             "bench-webhooks-web",
-            [str(ROOT / ".venv/bin/digest"), "serve", "--port", str(port)],
+            [str(BIN / "digest"), "serve", "--port", str(port)],
             env={"DIGEST_BROKER_URL": broker, "DIGEST_ENV": "test"},
         ).start()
         wait_for(lambda: port_open(port) or not web.alive, 30, what="uvicorn")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.signed_webhooks import Signer, eager_celery, post_events, sg_event
 
 ADA, BO, CY, DI = "ada@example.test", "bo@example.test", "cy@example.test", "di@example.test"
 ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv running the tests
 
 
 @pytest.fixture
@@ -267,14 +269,14 @@ def live_stack(
     }
     web = Proc(
         "webhook-web",
-        [str(ROOT / ".venv/bin/digest"), "serve", "--port", str(port)],
+        [str(BIN / "digest"), "serve", "--port", str(port)],
         env=env,
         log_dir=tmp_path,
     ).start()
     worker = Proc(
         "webhook-worker",
         [
-            str(ROOT / ".venv/bin/celery"),
+            str(BIN / "celery"),
             "-A",
             "workers",
             "worker",
@@ -342,7 +344,7 @@ def test_digest_stats_after_a_send_and_a_webhook_replay(live_stack) -> None:
 
     wait_for(both_processed, 60, what="the worker to process both webhook batches")
     result = subprocess.run(
-        [str(ROOT / ".venv/bin/digest"), "stats", "--json"],
+        [str(BIN / "digest"), "stats", "--json"],
         capture_output=True,
         text=True,
         timeout=60,

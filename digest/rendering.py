@@ -42,7 +42,7 @@ LIMITS = {
     "pricing": 140,
     "entry_price": 40,
     "best_for": 200,
-    "quote": 360,
+    "quote": 280,
     "explanation": 300,
 }
 # A tool's panel counts as split when its ship share lies strictly between these.
@@ -147,14 +147,14 @@ KIND_LABELS = {"clear": "Clear verdict", "split": "Split decision", "unstated": 
 
 
 def panel_line(tool: Tool) -> str:
-    """The panel as the page states it: "Ship · 75% panel ship · 3 ship / 1 skip"."""
+    """The panel as the page states it: "Ship · 3 ship / 1 skip · 75% panel ship"."""
     parts = []
     if tool.verdict_label:
         parts.append(tool.verdict_label)
-    if tool.panel_ship_pct is not None:
-        parts.append(f"{tool.panel_ship_pct}% panel ship")
     if tool.panel_ship is not None and tool.panel_skip is not None:
         parts.append(f"{tool.panel_ship} ship / {tool.panel_skip} skip")
+    if tool.panel_ship_pct is not None:
+        parts.append(f"{tool.panel_ship_pct}% panel ship")
     return " · ".join(parts) or "No panel verdict yet"
 
 

@@ -128,8 +128,8 @@ def test_entry_shows_panel_verdict_label_percentage_and_split(pg: str) -> None:
     with session_scope() as session:
         email = weekly(session, quill_vs_parse())
     for part in both(email):
-        assert "Ship · 75% panel ship · 3 ship / 1 skip" in part
-        assert "Mixed · 50% panel ship · 2 ship / 2 skip" in part
+        assert "Ship · 3 ship / 1 skip · 75% panel ship" in part
+        assert "Mixed · 2 ship / 2 skip · 50% panel ship" in part
 
 
 def test_entry_shows_community_share_or_no_community_votes_yet(pg: str) -> None:
@@ -491,7 +491,7 @@ def test_alert_shows_the_one_comparison_with_its_tokens(pg: str) -> None:
     assert email.subject == "New verdict: Quillmate vs Parsewell"
     for part in both(email):
         assert "Quillmate vs Parsewell" in part
-        assert "Ship · 75% panel ship · 3 ship / 1 skip" in part
+        assert "Ship · 3 ship / 1 skip · 75% panel ship" in part
         assert f"Hi {NAME_TOKEN}," in part
     assert UNSUBSCRIBE_TOKEN in Page(email.html).hrefs()
     assert any("utm_campaign=verdict-alert" in h for h in Page(email.html).hrefs())

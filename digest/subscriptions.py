@@ -12,11 +12,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash  # the one suppression hash; re-exported here
@@ -71,8 +72,14 @@ def normalise_email(raw: object) -> str:
         raise InvalidField("email", "an email address is required")
     if len(raw) > 320:
         raise InvalidField("email", "this email address is too long")
+    return _validated(raw.strip())
+
+
+@lru_cache(maxsize=1024)
+def _validated(address: str) -> str:
+    """Cached: a request validates its address before the rate limit and again in make_signup."""
     try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized
+        return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InvalidField("email", str(exc)) from exc
 
@@ -194,17 +201,50 @@ def _claim_confirmation(session: Session, subscriber_id: int, now: datetime) -> 
     return claimed.rowcount == 1
 
 
-def _insert_new(session: Session, values: dict[str, Any]) -> int | None:
-    """INSERT … ON CONFLICT DO NOTHING: None when a concurrent request inserted the address."""
-    dialect = session.get_bind().dialect.name
+NEW_SUBSCRIBER_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "categories",
+    "frequency",
+    "timezone",
+    "paused",
+    "soft_bounces",
+    "consent_at",
+    "consent_source",
+    "consent_ip_hash",
+    "confirmation_sent_at",
+    "created_at",
+    "updated_at",
+)
+
+
+@lru_cache(maxsize=4)
+def _insert_statement(dialect: str) -> Any:
+    """Built once per dialect (the signup hot path): parameters are bound at execution."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     elif dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
     else:  # pragma: no cover - only the two supported databases
-        return session.scalar(insert(Subscriber).values(**values).returning(Subscriber.id))
-    statement = dialect_insert(Subscriber).values(**values).on_conflict_do_nothing()
-    return session.scalar(statement.returning(Subscriber.id))
+        raise NotImplementedError(dialect)
+    table: Table = Subscriber.__table__  # Core, not ORM: no bulk-insert machinery per call
+    rows = select(*(bindparam(n, type_=table.c[n].type) for n in NEW_SUBSCRIBER_COLUMNS)).where(
+        ~exists().where(Suppression.email_hash == bindparam("suppression_key"))
+    )
+    statement = dialect_insert(table).from_select(NEW_SUBSCRIBER_COLUMNS, rows)
+    return statement.on_conflict_do_nothing().returning(table.c.id)
+
+
+def _insert_unless_known(session: Session, values: dict[str, Any]) -> int | None:
+    """The common case in one statement: insert a new, unsuppressed address.
+
+    INSERT … SELECT … WHERE NOT EXISTS (suppression) ON CONFLICT DO NOTHING RETURNING id: None
+    when the address is suppressed or already there (including a concurrent insert of it).
+    """
+    statement = _insert_statement(session.get_bind().dialect.name)
+    params = {**values, "suppression_key": email_hash(values["email"])}
+    return session.connection().execute(statement, params).scalar()
 
 
 def subscribe(
@@ -223,8 +263,6 @@ def subscribe(
     complained, hard-bounced): nothing is stored or sent.
     """
     now = now or datetime.now(UTC)
-    if is_suppressed(session, signup.email):
-        return SubscribeResult("suppressed")
     consent = {
         "consent_at": now,
         "consent_source": source[:500],
@@ -236,30 +274,32 @@ def subscribe(
         "frequency": signup.frequency,
         "timezone": signup.timezone,
     }
+    new_id = _insert_unless_known(
+        session,
+        {
+            "email": signup.email,
+            "status": "pending",
+            "paused": False,
+            "soft_bounces": 0,
+            "confirmation_sent_at": now,
+            "created_at": now,
+            "updated_at": now,
+            **preferences,
+            **consent,
+        },
+    )
+    if new_id is not None:
+        return SubscribeResult("created", new_id, send_confirmation=True)
+    if is_suppressed(session, signup.email):
+        return SubscribeResult("suppressed")
     # Both sides lowered by the database, so the lookup agrees with the unique index on
     # lower(email) (SQLite's lower() folds ASCII only; PostgreSQL's folds Unicode).
     lookup = select(Subscriber.id, Subscriber.status).where(
         func.lower(Subscriber.email) == func.lower(signup.email)
     )
     row = session.execute(lookup).first()
-    if row is None:
-        new_id = _insert_new(
-            session,
-            {
-                "email": signup.email,
-                "status": "pending",
-                "paused": False,
-                "soft_bounces": 0,
-                "confirmation_sent_at": now,
-                "created_at": now,
-                "updated_at": now,
-                **preferences,
-                **consent,
-            },
-        )
-        if new_id is not None:
-            return SubscribeResult("created", new_id, send_confirmation=True)
-        row = session.execute(lookup).one()  # lost a race with the same address
+    if row is None:  # deleted between the two statements: treat like a suppressed address
+        return SubscribeResult("blocked")
     subscriber_id, status = row
     if status == "pending":
         session.execute(

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
+import anyio.to_thread
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -129,6 +131,7 @@ class SubscribeGuard:
         self.limiter = limiter
         self.per_ip = parse_limits(per_ip)
         self.per_email = parse_limits(per_email)
+        self.threads: anyio.CapacityLimiter | None = None
 
 
 def install(app: FastAPI) -> None:
@@ -329,15 +332,30 @@ def home() -> HTMLResponse:
         429: {"description": "Too many requests; see Retry-After"},
     },
 )
-def subscribe(
-    request: Request, parsed: SignupFields | Response = Depends(signup_fields)
-) -> Response:
-    """Sign up. The answer is identical for new, pending, active and suppressed addresses."""
+async def subscribe(request: Request) -> Response:
+    """Sign up. The answer is identical for new, pending, active and suppressed addresses.
+
+    The body is parsed here, in the event loop; rate limits, the database and the task queue
+    are blocking calls and run in a thread pool no larger than the database pool.
+    """
+    parsed = await signup_fields(request)
     if isinstance(parsed, Response):
         return parsed
-    fields = parsed
     guard: SubscribeGuard = request.app.state.subscribe_guard
-    ip = client_ip(request)
+    if guard.threads is None:  # made in the worker's own event loop, on first use
+        guard.threads = anyio.CapacityLimiter(get_settings().db_pool_size)
+    return await anyio.to_thread.run_sync(
+        handle_signup,
+        guard,
+        parsed,
+        client_ip(request),
+        _consent_source(request, parsed.is_json),
+        limiter=guard.threads,
+    )
+
+
+def handle_signup(guard: SubscribeGuard, fields: SignupFields, ip: str, source: str) -> Response:
+    """Limits, honeypot, validation, the database, then the confirmation task (after commit)."""
     limited = guard.limiter.hit(guard.per_ip, "subscribe-ip", ip)
     if limited:
         return _too_many(limited, fields.is_json)
@@ -351,7 +369,6 @@ def subscribe(
     limited = guard.limiter.hit(guard.per_email, "subscribe-email", subscriptions.email_hash(email))
     if limited:
         return _too_many(limited, fields.is_json)
-    source = _consent_source(request, fields.is_json)
     try:
         with session_scope() as session:
             signup = subscriptions.make_signup(

@@ -197,14 +197,14 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
 def recipient_for(digest_id: int, row: Row) -> Recipient:
     """One personalization: name and signed links as substitutions, one-click unsubscribe."""
     delivery_id, subscriber_id, email, name = row
-    unsubscribe = tokens.unsubscribe_url(subscriber_id)
+    unsubscribe, preferences = tokens.manage_urls(subscriber_id)
     return Recipient(
         email=email,
         name=name or None,
         substitutions={
             NAME_TOKEN: greeting_name(name),
             UNSUBSCRIBE_TOKEN: unsubscribe,
-            PREFERENCES_TOKEN: tokens.preferences_url(subscriber_id),
+            PREFERENCES_TOKEN: preferences,
         },
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from digest.email_backends import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
@@ -60,21 +60,25 @@ def plan_rows(
     session.add(segment)
     session.flush()
     emails = [email_for(n, prefix) for n in range(recipients)]
-    subscriber_ids = list(
-        session.scalars(
-            insert(Subscriber).returning(Subscriber.id, sort_by_parameter_order=True),
-            [
-                {
-                    "email": email,
-                    "name": f"Reader {n}" if names and n % 3 else None,
-                    "status": "active",
-                    "categories": [],
-                    "frequency": "weekly",
-                }
-                for n, email in enumerate(emails)
-            ],
-        )
+    session.execute(
+        insert(Subscriber),
+        [
+            {
+                "email": email,
+                "name": f"Reader {n}" if names and n % 3 else None,
+                "status": "active",
+                "categories": [],
+                "frequency": "weekly",
+            }
+            for n, email in enumerate(emails)
+        ],
     )
+    ids_by_email = dict(
+        session.execute(
+            select(Subscriber.email, Subscriber.id).where(Subscriber.email.in_(emails))
+        ).all()
+    )
+    subscriber_ids = [ids_by_email[email] for email in emails]
     batch_ids: list[int] = []
     for seq, start in enumerate(range(0, recipients, batch_size), start=1):
         chunk = subscriber_ids[start : start + batch_size]

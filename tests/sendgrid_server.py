@@ -37,6 +37,7 @@ from typing import Any, TextIO
 DEFAULT_KEY = "SG.test-key"
 MAX_BYTES = 30 * 1024 * 1024  # SendGrid's limit for a whole request
 MAX_RECIPIENTS = 1000
+_BAD_KEY = "The provided authorization grant is invalid, expired, or revoked"
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
@@ -207,41 +208,48 @@ class FakeSendGrid:
             return item
 
     def handle_send(self, authorization: str | None, raw: bytes) -> tuple[int, dict, Any]:
-        """(status, headers, JSON body or None) for one POST /v3/mail/send."""
+        """(status, headers, JSON body or None) for one POST /v3/mail/send, counted in the
+        statistics as soon as it is decided (a stalled answer must not count in a later test)."""
+        status, headers, payload, stall = self._decide(authorization, raw)
+        with self._lock:
+            self.statuses[status] += 1
+        if stall:
+            time.sleep(stall)
+        return status, headers, payload
+
+    def _decide(self, authorization: str | None, raw: bytes) -> tuple[int, dict, Any, float]:
+        """The answer and how long to hold it (a stall, or the `delay_each` slowdown)."""
+        status, headers, payload, stall = self._answer_for(authorization, raw)
+        with self._lock:
+            return status, headers, payload, stall + self._delay
+
+    def _answer_for(self, authorization: str | None, raw: bytes) -> tuple[int, dict, Any, float]:
         with self._lock:
             self.requests += 1
-            delay = self._delay
-        if delay:
-            time.sleep(delay)
         if not _authorized(authorization, self.api_key):
-            return _error(
-                401, None, "The provided authorization grant is invalid, expired, or revoked"
-            )
+            return (*_error(401, None, _BAD_KEY), 0)
         if len(raw) > self.max_bytes:
-            return _error(413, None, f"The request is larger than {self.max_bytes} bytes")
+            return (*_error(413, None, f"The request is larger than {self.max_bytes} bytes"), 0)
         failure = self._take(self._failures)
         if failure is not None:
-            return _forced(failure)
+            return (*_forced(failure), 0)
         try:
             body = json.loads(raw)
         except ValueError:
-            return _error(400, None, "Bad Request: the body is not valid JSON")
+            return (*_error(400, None, "Bad Request: the body is not valid JSON"), 0)
         if not isinstance(body, dict):
-            return _error(400, None, "Bad Request: the body must be a JSON object")
+            return (*_error(400, None, "Bad Request: the body must be a JSON object"), 0)
         errors = validate(body)
         if not errors:
             errors = self._rejections(body)
         if errors:
-            return 400, {}, {"errors": errors}
+            return 400, {}, {"errors": errors}, 0
         stall = self._take(self._stalls)
         if stall is not None and not stall.accept:
-            time.sleep(stall.seconds)
-            return _error(500, None, "stalled and dropped")
+            return (*_error(500, None, "stalled and dropped"), stall.seconds)
         message_id = secrets.token_urlsafe(16)[:22]
         self._record(body, message_id)
-        if stall is not None:
-            time.sleep(stall.seconds)
-        return 202, {"X-Message-Id": message_id}, None
+        return 202, {"X-Message-Id": message_id}, None, stall.seconds if stall else 0
 
     def _rejections(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         with self._lock:
@@ -415,7 +423,7 @@ def _forced(failure: _Failure) -> tuple[int, dict, Any]:
         }
         return 429, headers, {"errors": [{"field": None, "message": "too many requests"}]}
     messages = {
-        401: "The provided authorization grant is invalid, expired, or revoked",
+        401: _BAD_KEY,
         403: "access forbidden",
         500: "An internal server error occurred.",
         503: "The service is not available.",
@@ -463,8 +471,6 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self._body()  # always read it whole: answering early would break the client's write
         if self.path == "/v3/mail/send":
             status, headers, payload = self.fake.handle_send(self.headers.get("Authorization"), raw)
-            with self.fake._lock:
-                self.fake.statuses[status] += 1
             self._answer(status, headers, payload)
         elif self.path == "/_control":
             try:

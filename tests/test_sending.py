@@ -24,7 +24,7 @@ from digest.settings import get_settings
 from schema.models import Delivery, DeliveryBatch, Digest, utcnow
 from tests.conftest import read_outbox
 from tests.planned_rows import PlannedDigest, plan_rows
-from tests.sendgrid_server import FakeSendGrid
+from tests.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from workers.app import VISIBILITY_TIMEOUT
 
 pytest_plugins = ["tests.sendgrid_fixtures"]
@@ -525,3 +525,32 @@ def test_resend_ambiguous_command_marks_sent(sendgrid_env: FakeSendGrid) -> None
     result = runner.invoke(cli, ["resend-ambiguous", str(planned.digest_id), "--mark-sent"])
     assert result.exit_code == 0, result.output
     assert batch(planned.batch_ids[0]).status == "sent"
+
+
+# --- the embedded default ---------------------------------------------------------------------
+
+
+def test_without_a_broker_the_task_sends_in_process_on_sqlite_and_retries(
+    sqlite: str, fake_sendgrid: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.tasks import app as celery_app
+    from workers.tasks import send_batch
+
+    for name, value in {
+        "DIGEST_EMAIL_BACKEND": "sendgrid",
+        "DIGEST_SENDGRID_HOST": fake_sendgrid.url,
+        "SENDGRID_API_KEY": DEFAULT_KEY,
+        "DIGEST_SEND_RETRY_BASE_DELAY": "0.1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    reset_caches()
+    assert celery_app.conf.task_always_eager
+    planned = plan(3, batch_size=2)
+    fake_sendgrid.fail_next(500)
+    for batch_id in planned.batch_ids:
+        send_batch.delay(batch_id)
+    assert digest(planned.digest_id).status == "sent"
+    assert fake_sendgrid.addresses() == Counter(planned.emails)
+    assert fake_sendgrid.stats()["statuses"] == {"202": 2, "500": 1}
+    with session_scope() as session:
+        assert operations.digest_status(session, planned.digest_id)["deliveries"]["sent"] == 3

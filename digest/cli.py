@@ -105,7 +105,7 @@ def preview_command(
     until: Annotated[str | None, typer.Option("--until", help="Window end (default: now)")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the files")] = Path("var/preview"),
 ) -> None:
-    """Write the weekly email of a window as digest.html, digest.txt and digest.eml; send nothing."""
+    """Write the weekly email of a window to digest.html, .txt and .eml; send nothing."""
     from digest.preview import EmptyWindow, write_preview
 
     try:
@@ -130,9 +130,7 @@ def preview_command(
             soft_wrap=True,
         )
         console.print(f"     {item.explanation}", markup=False, highlight=False, soft_wrap=True)
-    console.print(
-        f"subject: {result.email.subject}", markup=False, highlight=False, soft_wrap=True
-    )
+    console.print(f"subject: {result.email.subject}", markup=False, highlight=False, soft_wrap=True)
     for path in result.files.values():
         console.print(f"wrote {path}", markup=False, highlight=False)
 

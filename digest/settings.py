@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # A `pending` batch of a sending digest untouched this long has lost its task: re-enqueue.
     send_orphan_after: float = Field(default=3 * 3600.0, gt=0)
     send_reap_interval: float = Field(default=60.0, gt=0)  # seconds between reaper runs
+    # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
+    # Longer than any retry delay: a task waiting for its countdown is held unacknowledged.
+    visibility_timeout: float = Field(default=2 * 3600.0, gt=0)
     sendgrid_webhook_public_key: str = ""
     webhook_max_age: int = 600  # seconds; 0 turns the age check off
     webhook_max_future: int = 300  # seconds a signed timestamp may run ahead of our clock
@@ -126,6 +129,16 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not a rate limit like '20/minute': {value!r}") from exc
         return value.strip()
+
+    @model_validator(mode="after")
+    def _visibility_outlives_retries(self) -> Settings:
+        if self.visibility_timeout <= self.send_retry_max_delay + self.sendgrid_timeout:
+            raise ValueError(
+                "DIGEST_VISIBILITY_TIMEOUT must be longer than DIGEST_SEND_RETRY_MAX_DELAY plus "
+                "DIGEST_SENDGRID_TIMEOUT, or Redis would hand a task still waiting for its retry "
+                "to a second worker"
+            )
+        return self
 
     @model_validator(mode="after")
     def _claim_outlives_request(self) -> Settings:

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from digest.settings import get_settings
+from digest.settings import Settings, get_settings
 
-# Longer than any retry delay or countdown we use, so Redis never redelivers a task that is
-# merely waiting (kombu's Redis transport re-queues unacked messages after this many seconds).
-VISIBILITY_TIMEOUT = 2 * 3600
+# The default DIGEST_VISIBILITY_TIMEOUT (seconds), for checks that compare retry caps with it.
+VISIBILITY_TIMEOUT = Settings.model_fields["visibility_timeout"].default
 
 
 def make_app() -> Celery:
@@ -26,7 +25,15 @@ def make_app() -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        # DIGEST_VISIBILITY_TIMEOUT: longer than any retry delay or countdown, so Redis never
+        # redelivers a task that is merely waiting; a dead worker's tasks come back after it.
+        # kombu sweeps for such tasks every interval × throttle seconds (default 100 s): keep
+        # the sweep at about a tenth of the timeout so short timeouts (tests) recover quickly.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, round(settings.visibility_timeout / 10))),
+            "unacked_restore_throttle": 1 if settings.visibility_timeout < 1000 else 10,
+        },
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
         task_serializer="json",

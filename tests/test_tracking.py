@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from digest.addresses import email_hash
 from digest.db import reset_caches, session_scope
+from digest.stats import digest_stats
 from digest.tracking import process_batch
 from digest.web.app import create_app
 from schema.models import (
@@ -386,3 +387,22 @@ def test_webhook_events_work_on_the_embedded_default(sqlite: str, monkeypatch) -
     assert len(stored()) == 3
     assert stored(email=ADA)[0].delivery_id == sent.deliveries[ADA]
     assert status_of(sent, BO) == "bounced"
+    with session_scope() as session:
+        figures = digest_stats(session, sent.digest_id)
+    assert (figures["delivered"], figures["bounced"], figures["recipients"]) == (1, 1, 2)
+
+
+def test_process_webhooks_command_picks_up_batches_no_worker_took(signer, sent) -> None:
+    from typer.testing import CliRunner
+
+    from digest.cli import app as cli
+    from digest.webhooks import store_batch
+    from tests.signed_webhooks import body_of
+
+    with session_scope() as session:  # stored by the endpoint, but the broker was down
+        store_batch(session, body_of([event_for(sent, "spamreport", CY)]), 1)
+    result = CliRunner().invoke(cli, ["process-webhooks"])
+    assert result.exit_code == 0, result.output
+    assert "processed 1 batch(es)" in result.output
+    assert status_of(sent, CY) == "complained"
+    assert CliRunner().invoke(cli, ["process-webhooks"]).output.strip() == "processed 0 batch(es)"

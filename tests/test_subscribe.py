@@ -471,3 +471,15 @@ def test_non_ascii_case_variants_are_one_subscriber_on_postgresql(client: TestCl
     for address in ("Åsa@example.com", "åsa@example.com"):
         assert signup_json(client, address).status_code == 202
     assert count_subscribers() == 1
+
+
+def test_openapi_describes_form_and_json_bodies_of_subscribe(client: TestClient) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/subscribe"]["post"]
+    content = operation["requestBody"]["content"]
+    assert set(content) >= {"application/json", "application/x-www-form-urlencoded"}
+    for media in content.values():
+        assert media["schema"]["required"] == ["email"]
+        assert {"email", "name", "categories", "frequency", "timezone", "website"} <= set(
+            media["schema"]["properties"]
+        )
+    assert {"202", "303", "413", "422", "429"} <= set(operation["responses"])

@@ -153,6 +153,12 @@ def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status_code, headers=PAGE_HEADERS)
 
 
+def public_page(response: HTMLResponse) -> HTMLResponse:
+    """Pages without a token may tell our own endpoints where a form was (consent source)."""
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
 def message_page(status_code: int, heading: str, text: str) -> HTMLResponse:
     return page("message.html", status_code, heading=heading, text=text)
 
@@ -286,7 +292,9 @@ def _accepted(fields: SignupFields) -> Response:
 def _invalid(fields: SignupFields, error: InvalidField) -> Response:
     if fields.is_json:
         return _json_error(422, error.field, error.message, "value_error")
-    return subscribe_form(status_code=422, errors={error.field: error.message}, values=fields.data)
+    return public_page(
+        subscribe_form(status_code=422, errors={error.field: error.message}, values=fields.data)
+    )
 
 
 def subscribe_form(
@@ -312,7 +320,7 @@ def subscribe_form(
 
 @router.get("/", response_class=HTMLResponse, summary="The subscription page")
 def home() -> HTMLResponse:
-    return subscribe_form()
+    return public_page(subscribe_form())
 
 
 @router.post(

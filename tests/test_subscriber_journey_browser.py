@@ -1,0 +1,146 @@
+"""A subscriber's whole journey in real headless Chromium against the app served by uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from digest.db import reset_caches
+from tests.subscriber_fixtures import find, link, mail
+
+pytest_plugins = ["tests.subscriber_fixtures"]
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ADDRESS = "journey.reader@example.com"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(
+    pg: str, redis_url: str, eager_tasks: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The app under uvicorn on a free loopback port; email links point at it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("DIGEST_PUBLIC_URL", base)
+    reset_caches()
+    from digest.web.app import create_app
+
+    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield base
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(java_script_enabled=False)  # the pages work without JS
+    yield context.new_page()
+    context.close()
+
+
+def test_signup_confirm_and_unsubscribe_in_a_browser(server: str, page: Page, outbox: Path) -> None:
+    page.goto(server + "/")
+    expect(page).to_have_title("Weekly AI Tool Verdicts — get the next comparison in your inbox")
+    page.get_by_label("Email address").fill(ADDRESS)
+    page.get_by_label("Name").fill("Jo Reader")
+    page.get_by_label("Writing").check()
+    page.get_by_label("Every comparison as it is published").check()
+    page.get_by_label("Time zone").fill("Europe/Lisbon")
+    page.get_by_role("button", name="Subscribe").click()
+
+    expect(page).to_have_url(server + "/thanks")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
+    row = find(ADDRESS)
+    assert (row.status, row.categories, row.frequency, row.timezone) == (
+        "pending",
+        ["Writing"],
+        "every",
+        "Europe/Lisbon",
+    )
+    assert row.consent_source == server  # the Origin of the form
+
+    page.goto(link(mail(outbox, ADDRESS, "confirmation"), "confirm"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Subscription confirmed")
+    assert "confirmed" in page.content()
+    assert find(ADDRESS).status == "active"
+
+    page.goto(link(mail(outbox, ADDRESS, "welcome"), "unsubscribe"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Unsubscribe")
+    assert find(ADDRESS).status == "active"  # opening the page changed nothing
+    page.get_by_role("button", name="Unsubscribe").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("You're unsubscribed")
+    assert find(ADDRESS).status == "unsubscribed"
+    assert mail(outbox, ADDRESS, "goodbye")
+
+
+def test_invalid_address_shows_the_error_next_to_the_field(server: str, page: Page) -> None:
+    page.goto(server + "/")
+    page.get_by_label("Email address").fill("not-an-address")
+    page.get_by_role("button", name="Subscribe").click()
+    email = page.get_by_label("Email address")
+    expect(email).to_have_attribute("aria-invalid", "true")
+    expect(email).to_have_value("not-an-address")
+    expect(page.locator("#email-error")).to_be_visible()
+    assert find("not-an-address") is None
+
+
+def test_keyboard_focus_is_visible_on_the_form(server: str, page: Page) -> None:
+    page.goto(server + "/")
+    page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.id")
+    assert focused == "email"
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline == "solid"
+
+
+def test_preferences_page_saves_choices_in_a_browser(server: str, page: Page, outbox: Path) -> None:
+    page.goto(server + "/")
+    page.get_by_label("Email address").fill(ADDRESS)
+    page.get_by_role("button", name="Subscribe").click()
+    page.goto(link(mail(outbox, ADDRESS, "confirmation"), "confirm"))
+    page.goto(link(mail(outbox, ADDRESS, "welcome"), "preferences"))
+    page.get_by_label("Research").check()
+    page.get_by_label("Pause all email for now").check()
+    page.get_by_role("button", name="Save preferences").click()
+    expect(page.get_by_role("status")).to_have_text("Saved.")
+    row = find(ADDRESS)
+    assert (row.categories, row.paused) == (["Research"], True)

@@ -299,15 +299,30 @@ def _mark_failed(session: Session, batch_id: int, reason: str) -> None:
     )
 
 
-def _release(session: Session, batch_id: int, reason: str) -> bool:
-    """sending → pending: SendGrid did not take the message, another claim may send it."""
+def _release(session: Session, batch_id: int, reason: str) -> str | None:
+    """sending → pending: SendGrid did not take the message, another claim may send it.
+
+    If the digest was cancelled while the request was out, the batch is cancelled instead
+    (cancel only touches pending batches, so it could not see this one). Returns the batch's new
+    status, or None when this worker no longer held the claim.
+    """
     result = session.execute(
         update(DeliveryBatch)
         .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
         .values(status="pending", error=reason)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return None
+    digest_status = session.scalar(
+        select(Digest.status)
+        .join(DeliveryBatch, DeliveryBatch.digest_id == Digest.id)
+        .where(DeliveryBatch.id == batch_id)
+    )
+    if digest_status == "cancelled":
+        _cancel_batches(session, [batch_id])
+        return "cancelled"
+    return "pending"
 
 
 def _cancel_batches(session: Session, batch_ids: list[int]) -> None:
@@ -355,8 +370,10 @@ def _not_taken(
     delay = retry_delay(attempt, exc.retry_after, settings)
     with session_scope() as session:
         released = _release(session, batch_id, f"attempt {attempt}: {exc}; retry in {delay:.1f}s")
-    if not released:  # the reaper already called it ambiguous: leave that to the operator
+    if released is None:  # the reaper already called it ambiguous: leave that to the operator
         return BatchOutcome(batch_id, "ambiguous", f"claim lost while waiting: {exc}")
+    if released == "cancelled":
+        return BatchOutcome(batch_id, "cancelled", "digest cancelled during the request")
     log.warning("batch %s not taken (%s): retry in %.1fs", batch_id, exc, delay)
     return BatchOutcome(batch_id, "retry", str(exc), retry_in=delay)
 

@@ -36,7 +36,7 @@ def sendgrid_env(
     monkeypatch.setenv("DIGEST_EMAIL_BACKEND", "sendgrid")
     monkeypatch.setenv("DIGEST_SENDGRID_HOST", fake_sendgrid.url)
     monkeypatch.setenv("SENDGRID_API_KEY", DEFAULT_KEY)
-    monkeypatch.setenv("DIGEST_SENDGRID_TIMEOUT", "0.5")
+    monkeypatch.setenv("DIGEST_SENDGRID_TIMEOUT", "1")
     monkeypatch.setenv("DIGEST_SEND_RETRY_BASE_DELAY", "0.2")
     monkeypatch.setenv("DIGEST_SEND_RETRY_MAX_DELAY", "2")
     monkeypatch.setenv("DIGEST_SEND_MAX_ATTEMPTS", "4")

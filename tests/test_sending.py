@@ -10,6 +10,7 @@ import json
 import socket
 import time
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -233,7 +234,7 @@ def test_timeout_leaves_the_batch_ambiguous_and_status_lists_it(
     sendgrid_env: FakeSendGrid,
 ) -> None:
     planned = plan(4, batch_size=2)
-    sendgrid_env.stall_next(1.2)  # past the 0.5 s client timeout; SendGrid took it
+    sendgrid_env.stall_next(2.0)  # past the 1 s client timeout; SendGrid took it
     outcomes = drain(planned.batch_ids)
     assert [o.status for o in outcomes] == ["ambiguous", "sent"]
     report = status(planned.digest_id)
@@ -350,6 +351,25 @@ def test_batch_released_for_retry_after_cancel_is_cancelled_not_sent(
     assert deliveries(planned.digest_id) == {"cancelled": 2}
 
 
+def test_cancel_while_a_refused_request_was_out_cancels_the_batch(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(2)
+    sendgrid_env.fail_next(500)
+    sendgrid_env.delay_each(0.3)  # well under the 1 s client timeout
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(sending.send_batch, planned.batch_ids[0])
+        deadline = time.monotonic() + 5
+        while batch(planned.batch_ids[0]).status != "sending" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with session_scope() as session:
+            assert operations.cancel_digest(session, planned.digest_id)["batches_in_flight"] == 1
+        outcome = running.result(timeout=10)
+    assert outcome.status == "cancelled"
+    assert batch(planned.batch_ids[0]).status == "cancelled"
+    assert deliveries(planned.digest_id) == {"cancelled": 2}
+
+
 def test_cancelling_a_sent_digest_is_refused(sendgrid_env: FakeSendGrid) -> None:
     planned = plan(1)
     drain(planned.batch_ids)
@@ -362,7 +382,7 @@ def test_cancelling_a_sent_digest_is_refused(sendgrid_env: FakeSendGrid) -> None
 
 def make_ambiguous(fake: FakeSendGrid, recipients: int = 4, batch_size: int = 2) -> PlannedDigest:
     planned = plan(recipients, batch_size=batch_size)
-    fake.stall_next(1.2)
+    fake.stall_next(2.0)
     drain(planned.batch_ids)
     assert batch(planned.batch_ids[0]).status == "ambiguous"
     return planned

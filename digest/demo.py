@@ -113,7 +113,12 @@ def demo_slots(now: datetime) -> dict[str, datetime]:
     return {zone: next_slot(cron, base, ZoneInfo(zone)) for zone in zones}
 
 
-def run_demo(outbox: Path | None = None, database_url: str | None = None) -> dict[str, object]:
+def run_demo(
+    outbox: Path | None = None,
+    database_url: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> dict[str, object]:
     """Import the samples, fire every weekly wave, send; return what happened, step by step."""
     fresh = database_url is None
     if fresh:
@@ -127,10 +132,10 @@ def run_demo(outbox: Path | None = None, database_url: str | None = None) -> dic
     outbox.mkdir(parents=True, exist_ok=True)
     before = set(outbox.glob("*.eml"))
     with embedded(database_url, outbox):
-        return _run(database_url, outbox, before)
+        return _run(database_url, outbox, before, now or datetime.now(UTC))
 
 
-def _run(database_url: str, outbox: Path, before: set[Path]) -> dict[str, object]:
+def _run(database_url: str, outbox: Path, before: set[Path], now: datetime) -> dict[str, object]:
     from digest import migrations
     from digest.db import session_scope
     from digest.ingest import apply_event
@@ -144,7 +149,6 @@ def _run(database_url: str, outbox: Path, before: set[Path]) -> dict[str, object
         # SQLite's batch migrations reflect the lower(email) index they cannot read; harmless.
         warnings.filterwarnings("ignore", message="Skipped unsupported reflection")
         migrations.upgrade(database_url)
-    now = datetime.now(UTC)
     with session_scope() as session:
         people = import_subscribers(session, SAMPLE_DIR / "subscribers.csv", confirmed=True)
     slots = demo_slots(now)

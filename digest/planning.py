@@ -254,6 +254,22 @@ def _edition_leader(session: Session, digest: Digest) -> Digest | None:
     )
 
 
+def _edition_renders(session: Session, digest: Digest) -> dict[str, DigestSegment]:
+    """Every segment an earlier wave of this edition rendered, by key (first one wins)."""
+    edition = (digest.options or {})["edition"]
+    rows = session.scalars(
+        select(DigestSegment)
+        .join(Digest, Digest.id == DigestSegment.digest_id)
+        .where(
+            Digest.kind == "weekly",
+            Digest.slot_key.like(f"{edition}%"),
+            Digest.id != digest.id,
+        )
+        .order_by(DigestSegment.id.desc())
+    )
+    return {row.segment_key: row for row in rows}
+
+
 def _freeze_items(session: Session, digest: Digest, ranked: list[Any]) -> list[_Item]:
     items = []
     for rank, entry in enumerate(ranked, start=1):
@@ -350,9 +366,7 @@ def _recipient_filter(session: Session, digest: Digest) -> list[ColumnElement[bo
     return conditions
 
 
-def _pages(
-    session: Session, conditions: list[ColumnElement[bool]], page_size: int = PAGE_SIZE
-) -> Any:
+def _pages(session: Session, conditions: list[ColumnElement[bool]]) -> Any:
     """Recipients page by page (id, email, categories), keyset-paginated on the id."""
     last = 0
     while True:
@@ -360,7 +374,7 @@ def _pages(
             select(Subscriber.id, Subscriber.email, Subscriber.categories)
             .where(*conditions, Subscriber.id > last)
             .order_by(Subscriber.id)
-            .limit(page_size)
+            .limit(PAGE_SIZE)
         ).all()
         if not rows:
             return
@@ -590,12 +604,7 @@ def plan_digest(session: Session, digest: Digest, *, now: datetime | None = None
     if digest.kind == "alert":
         planner.renderer = _render_alert
     if leader is not None:
-        planner.inherited = {
-            s.segment_key: s
-            for s in session.scalars(
-                select(DigestSegment).where(DigestSegment.digest_id == leader.id)
-            )
-        }
+        planner.inherited = _edition_renders(session, digest)
         digest.subject, digest.preheader = leader.subject, leader.preheader
     suppressed = 0
     if not items:

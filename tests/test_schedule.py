@@ -1,0 +1,253 @@
+"""The weekly schedule: a local-time cron, one wave per timezone, each slot fired exactly once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from digest.db import new_session, session_scope
+from digest.schedule import CronError, fire_due_slots, last_slot, next_slot, parse_cron
+from digest.settings import Settings
+from schema.models import Delivery, DeliveryBatch, Digest, DigestItem
+from tests.recipients import MONDAY, add_subscribers, count, deliveries, publish
+
+UTC = ZoneInfo("UTC")
+BERLIN = ZoneInfo("Europe/Berlin")
+WEEKLY = parse_cron("0 9 * * 1")
+WEEK = [
+    ("quillmate-vs-parsewell", "Writing"),
+    ("palettebird-vs-vectorine", "Design"),
+    ("latticeflow-vs-cobaltcode", "Developer Tools"),
+]
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+# --- the cron expression --------------------------------------------------------------------
+
+
+def test_cron_reads_minute_hour_and_weekday() -> None:
+    assert (WEEKLY.minutes, WEEKLY.hours, WEEKLY.weekdays) == ({0}, {9}, {1})
+
+
+def test_cron_reads_lists_ranges_steps_and_names() -> None:
+    cron = parse_cron("*/15 8-10 * jan,jul mon-fri")
+    assert cron.minutes == {0, 15, 30, 45}
+    assert cron.hours == {8, 9, 10}
+    assert cron.months == {1, 7}
+    assert cron.weekdays == {1, 2, 3, 4, 5}
+
+
+def test_sunday_is_both_0_and_7() -> None:
+    assert parse_cron("0 9 * * 7").weekdays == parse_cron("0 9 * * 0").weekdays == {0}
+
+
+@pytest.mark.parametrize(
+    ("expression", "field"),
+    [("0 24 * * 1", "hour"), ("60 9 * * 1", "minute"), ("0 9 * * funday", "day of week")],
+)
+def test_bad_cron_names_the_field(expression: str, field: str) -> None:
+    with pytest.raises(CronError, match=field):
+        parse_cron(expression)
+
+
+def test_cron_needs_five_fields() -> None:
+    with pytest.raises(CronError, match="5 fields"):
+        parse_cron("0 9 * *")
+
+
+def test_settings_refuse_a_bad_weekly_cron() -> None:
+    with pytest.raises(ValidationError, match="hour"):
+        Settings(weekly_cron="0 25 * * 1")
+
+
+def test_day_of_month_and_weekday_together_match_either() -> None:
+    cron = parse_cron("0 9 1 * 1")  # the 1st of the month, or any Monday (Vixie cron)
+    assert cron.runs_on(at("2026-12-01").date())  # a Tuesday
+    assert cron.runs_on(at("2026-12-07").date())  # a Monday
+    assert not cron.runs_on(at("2026-12-08").date())
+
+
+def test_last_slot_is_the_latest_at_or_before_now() -> None:
+    assert last_slot(WEEKLY, at("2026-11-23T09:00:00+00:00"), UTC) == at(
+        "2026-11-23T09:00:00+00:00"
+    )
+    assert last_slot(WEEKLY, at("2026-11-23T08:59:59+00:00"), UTC) == at(
+        "2026-11-16T09:00:00+00:00"
+    )
+
+
+def test_slot_is_nine_local_time_on_both_sides_of_a_dst_change() -> None:
+    winter = last_slot(WEEKLY, at("2026-03-24T12:00:00+00:00"), BERLIN)
+    summer = last_slot(WEEKLY, at("2026-03-31T12:00:00+00:00"), BERLIN)
+    assert winter.isoformat() == "2026-03-23T09:00:00+01:00"
+    assert summer.isoformat() == "2026-03-30T09:00:00+02:00"
+
+
+def test_next_slot_is_strictly_after() -> None:
+    monday = at("2026-11-23T09:00:00+00:00")
+    assert next_slot(WEEKLY, monday, UTC) == monday + timedelta(days=7)
+
+
+# --- firing waves on PostgreSQL ----------------------------------------------------------------
+
+
+@pytest.fixture
+def readers(pg: str) -> dict[str, list[str]]:
+    """Weekly subscribers in three timezones and without one (DIGEST_TIMEZONE, UTC), and the
+    comparisons of the week before Monday 2026-11-23."""
+    with session_scope() as session:
+        publish(session, WEEK, at=MONDAY - timedelta(hours=12))
+        return {
+            "Asia/Tokyo": add_subscribers(session, 3, prefix="tokyo", timezone="Asia/Tokyo"),
+            "Europe/Berlin": add_subscribers(session, 4, prefix="berlin", timezone="Europe/Berlin"),
+            "America/New_York": add_subscribers(
+                session, 2, prefix="newyork", timezone="America/New_York"
+            ),
+            "UTC": add_subscribers(session, 5, prefix="nozone")
+            + add_subscribers(session, 1, prefix="oddzone", timezone="Mars/Olympus_Mons"),
+        }
+
+
+def tick(now: datetime) -> list[int]:
+    with session_scope() as session:
+        return fire_due_slots(session, now)
+
+
+def wave_of(digest_id: int) -> tuple[str, list[str]]:
+    with session_scope() as session:
+        digest = session.get(Digest, digest_id)
+        assert digest is not None
+        emails = sorted(e for _, _, e in deliveries(session, digest_id))
+        return digest.slot_key or "", emails
+
+
+def test_each_timezone_gets_its_wave_at_nine_local(readers: dict[str, list[str]]) -> None:
+    fired = {
+        "Asia/Tokyo": tick(at("2026-11-23T00:00:30+00:00")),  # 09:00 in Tokyo
+        "Europe/Berlin": tick(at("2026-11-23T08:00:30+00:00")),  # 09:00 in Berlin (CET)
+        "UTC": tick(at("2026-11-23T09:00:30+00:00")),
+        "America/New_York": tick(at("2026-11-23T14:00:30+00:00")),  # 09:00 in New York (EST)
+    }
+    for zone, ids in fired.items():
+        assert len(ids) == 1, zone
+        key, emails = wave_of(ids[0])
+        assert key.startswith("2026-11-23T09:00:00") and key.endswith("@" + zone)
+        assert emails == sorted(readers[zone]), zone
+
+
+def test_every_wave_of_an_edition_carries_the_same_items(readers: dict[str, list[str]]) -> None:
+    first = tick(at("2026-11-23T00:00:30+00:00"))
+    later = tick(at("2026-11-23T14:00:30+00:00"))  # Berlin, UTC and New York at once
+    assert len(first) == 1 and len(later) == 3
+    with session_scope() as session:
+        items = {
+            digest_id: list(
+                session.scalars(
+                    select(DigestItem.comparison_id)
+                    .where(DigestItem.digest_id == digest_id)
+                    .order_by(DigestItem.rank)
+                )
+            )
+            for digest_id in first + later
+        }
+        windows = {
+            (d.window_start, d.window_end)
+            for d in session.scalars(select(Digest).where(Digest.id.in_(first + later)))
+        }
+        renders = [session.get(Digest, i).renders for i in later]  # type: ignore[union-attr]
+    assert len({tuple(v) for v in items.values()}) == 1 and len(items[first[0]]) == 3
+    assert len(windows) == 1
+    assert renders == [0, 0, 0]  # the first wave's rendering is reused
+
+
+def test_two_beats_at_once_fire_a_slot_once(readers: dict[str, list[str]]) -> None:
+    now = at("2026-11-23T09:00:30+00:00")  # Tokyo, Berlin and UTC are all due
+    start = threading.Barrier(2)
+    results: list[list[int]] = []
+    errors: list[BaseException] = []
+
+    def beat() -> None:
+        session = new_session()
+        try:
+            start.wait()
+            fired = fire_due_slots(session, now)
+            session.commit()
+            results.append(fired)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            session.close()
+
+    threads = [threading.Thread(target=beat) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    assert sorted(len(r) for r in results) == [0, 3]
+    with session_scope() as session:
+        assert count(session, Digest) == 3
+        everyone = session.scalars(select(Delivery.email)).all()
+    assert len(everyone) == len(set(everyone)) == 3 + 4 + 6
+
+
+def test_the_next_tick_fires_nothing_new(readers: dict[str, list[str]]) -> None:
+    assert len(tick(at("2026-11-23T00:00:30+00:00"))) == 1
+    assert tick(at("2026-11-23T00:01:30+00:00")) == []
+    assert tick(at("2026-11-23T00:00:30+00:00")) == []
+
+
+def test_a_missed_slot_fires_late_once(readers: dict[str, list[str]]) -> None:
+    # beat was down on Monday morning; it comes back at 15:00 UTC
+    late = tick(at("2026-11-23T15:00:00+00:00"))
+    assert len(late) == 4
+    assert tick(at("2026-11-23T15:01:00+00:00")) == []
+    with session_scope() as session:
+        assert count(session, Delivery) == 3 + 4 + 2 + 6
+
+
+def test_a_slot_older_than_the_grace_period_is_skipped(
+    readers: dict[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.db import reset_caches
+
+    monkeypatch.setenv("DIGEST_WEEKLY_GRACE_HOURS", "6")
+    reset_caches()
+    # Monday 19:00 UTC: the Tokyo, Berlin and UTC slots are older than 6 hours, New York's is not
+    fired = tick(at("2026-11-23T19:00:00+00:00"))
+    assert [wave_of(i)[0].rsplit("@", 1)[1] for i in fired] == ["America/New_York"]
+
+
+def test_a_week_with_no_new_comparisons_sends_nothing_and_says_so(
+    readers: dict[str, list[str]],
+) -> None:
+    assert len(tick(at("2026-11-23T15:00:00+00:00"))) == 4
+    next_week = tick(at("2026-11-30T15:00:00+00:00"))
+    assert len(next_week) == 4
+    with session_scope() as session:
+        digests = session.scalars(select(Digest).where(Digest.id.in_(next_week))).all()
+        assert {d.status for d in digests} == {"cancelled"}
+        assert all("no new comparisons" in (d.status_reason or "") for d in digests)
+        assert count(session, DeliveryBatch) == 4  # last week's waves only
+        assert count(session, Delivery) == 3 + 4 + 2 + 6
+
+
+def test_next_weeks_window_starts_where_this_weeks_ended(readers: dict[str, list[str]]) -> None:
+    tick(at("2026-11-23T15:00:00+00:00"))
+    with session_scope() as session:
+        publish(session, [("tallyhive-vs-minutely", "Productivity")], at=at("2026-11-27T12:00Z"))
+    next_week = tick(at("2026-11-30T00:00:30+00:00"))  # Tokyo leads the new edition
+    with session_scope() as session:
+        digest = session.get(Digest, next_week[0])
+        assert digest is not None
+        assert digest.window_start == at("2026-11-23T00:00:00+00:00")  # last week's Tokyo slot
+        titles = [i.comparison.title for i in digest.items]
+    assert titles == ["Tallyhive vs Minutely"]

@@ -415,6 +415,12 @@ def _print_digest_status(report: dict) -> None:
         highlight=False,
     )
     console.print(f"  batches: {batches}\n  deliveries: {deliveries}", highlight=False)
+    if report.get("stale_sending"):
+        console.print(
+            f"  {report['stale_sending']} batch(es) claimed longer than any request may take: "
+            "their worker was lost; the reaper (beat, `digest.reap_stale_claims`) will mark "
+            "them ambiguous"
+        )
     if report["ambiguous"]:
         table = Table(title="ambiguous batches (SendGrid may or may not have accepted them)")
         for column in ("batch", "seq", "recipients", "attempts", "claimed at", "last error"):

@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.sending import finish_digest_if_done
+from digest.settings import get_settings
 from schema.models import (
     BATCH_STATUSES,
     DELIVERY_STATUSES,
@@ -286,6 +287,18 @@ def _describe(session: Session, digests: list[Digest]) -> list[dict[str, Any]]:
                 "error": batch.error,
             }
         )
+    cutoff = utcnow() - timedelta(seconds=get_settings().send_claim_timeout)
+    stale = dict(
+        session.execute(
+            select(DeliveryBatch.digest_id, func.count())
+            .where(
+                DeliveryBatch.digest_id.in_(ids),
+                DeliveryBatch.status == "sending",
+                DeliveryBatch.claimed_at < cutoff,
+            )
+            .group_by(DeliveryBatch.digest_id)
+        ).all()
+    )
     return [
         {
             "id": d.id,
@@ -300,6 +313,8 @@ def _describe(session: Session, digests: list[Digest]) -> list[dict[str, Any]]:
             "batches": batches[d.id],
             "deliveries": deliveries[d.id],
             "ambiguous": ambiguous[d.id],
+            # Claimed longer ago than any request may take: the reaper will call them ambiguous.
+            "stale_sending": stale.get(d.id, 0),
         }
         for d in digests
     ]

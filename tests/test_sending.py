@@ -399,9 +399,11 @@ def test_reaper_makes_a_batch_left_sending_by_a_lost_worker_ambiguous(pg: str) -
             .where(DeliveryBatch.id == planned.batch_ids[1])
             .values(claimed_at=utcnow())
         )
+    assert status(planned.digest_id)["stale_sending"] == 1  # seen before the reaper runs
     with session_scope() as session:
         reaped = operations.reap_stale_claims(session, get_settings().send_claim_timeout)
     assert reaped == [planned.batch_ids[0]]
+    assert status(planned.digest_id)["stale_sending"] == 0
     assert [batch(b).status for b in planned.batch_ids] == ["ambiguous", "sending"]
 
 

@@ -97,3 +97,30 @@ def test_emails_are_queued_and_sent_by_a_real_worker(stack: str, outbox: Path) -
         assert find(ADDRESS).status == "unsubscribed"
         assert wait_for_mail(outbox, "goodbye")
         assert len(mails_to(outbox, ADDRESS)) == 3
+
+
+def test_broker_outage_gives_the_same_answer_and_releases_the_claim(
+    pg: str, redis_url: str, outbox: Path, tmp_path: Path
+) -> None:
+    port, dead_broker = free_port(), f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    env = {
+        "DIGEST_ENV": "test",
+        "DIGEST_DATABASE_URL": pg,
+        "DIGEST_BROKER_URL": dead_broker,
+        "DIGEST_REDIS_URL": redis_url,
+        "DIGEST_OUTBOX_DIR": str(outbox),
+        "DIGEST_SECRET_KEY": SECRET_KEY,
+    }
+    argv = [sys.executable, "-m", "uvicorn", "digest.web.app:app", f"--port={port}"]
+    web = Proc("web-no-broker", argv, env=env, log_dir=tmp_path).start()
+    try:
+        wait_for(lambda: port_open(port) or not web.alive, 60, what="uvicorn to listen")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            response = http.post("/subscribe", json={"email": ADDRESS})
+        assert (response.status_code, response.json()) == (202, {"status": "pending"})
+        row = find(ADDRESS)
+        assert row.status == "pending"
+        assert row.confirmation_sent_at is None  # released: the next signup will send
+        assert "could not queue the confirmation" in web.log_tail(200)
+    finally:
+        web.stop(timeout=20)

@@ -301,6 +301,7 @@ def subscribe_form(
     status_code: int = 200,
     errors: dict[str, str] | None = None,
     values: dict[str, Any] | None = None,
+    categories: list[str] | None = None,
 ) -> HTMLResponse:
     values = values or {}
     chosen = subscriptions.split_categories(values.get("categories")) if values else []
@@ -310,7 +311,7 @@ def subscribe_form(
         errors=errors or {},
         values={k: v for k, v in values.items() if isinstance(v, str)},
         chosen={c.lower() for c in chosen if isinstance(c, str)},
-        categories=subscriptions.KNOWN_CATEGORIES,
+        categories=categories or subscriptions.KNOWN_CATEGORIES,
         timezones=subscriptions.timezone_names(),
     )
 
@@ -320,7 +321,17 @@ def subscribe_form(
 
 @router.get("/", response_class=HTMLResponse, summary="The subscription page")
 def home() -> HTMLResponse:
-    return public_page(subscribe_form())
+    return public_page(subscribe_form(categories=_categories_or_known()))
+
+
+def _categories_or_known() -> list[str]:
+    """Categories of stored comparisons plus the known ones; the known ones if the DB is down."""
+    try:
+        with session_scope() as session:
+            return subscriptions.available_categories(session)
+    except Exception:  # the signup page should still render; POST /subscribe will say more
+        log.exception("could not read categories for the subscription page")
+        return list(subscriptions.KNOWN_CATEGORIES)
 
 
 @router.post(
@@ -396,14 +407,14 @@ def handle_signup(guard: SubscribeGuard, fields: SignupFields, ip: str, source: 
         try:
             queue_email("confirmation", result.subscriber_id)
         except Exception:
+            # The answer must not differ from an active address's (that would reveal who is
+            # subscribed), so it stays the same; the claim is released so that the next try
+            # sends, and the broker outage shows in the log and in /healthz.
             log.exception(
                 "could not queue the confirmation for subscriber %s", result.subscriber_id
             )
             with session_scope() as session:
                 subscriptions.release_confirmation(session, result.subscriber_id)
-            return JSONResponse(
-                {"detail": "temporarily unavailable, please try again"}, 503, {"Retry-After": "30"}
-            )
     return _accepted(fields)
 
 

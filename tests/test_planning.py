@@ -310,3 +310,17 @@ def test_alert_is_planned_once_per_comparison(week: None) -> None:
     with session_scope() as session:
         assert count(session, Digest, kind="alert") == 1
         assert count(session, Delivery) == 2
+
+
+def test_planning_works_the_same_on_sqlite(sqlite: str) -> None:
+    with session_scope() as session:
+        publish(session, WEEK, at=NOW)
+        kept = add_subscribers(session, 1001)
+        add_subscribers(session, 2, prefix="design", categories=["Design"])
+        [blocked] = add_subscribers(session, 1, prefix="blocked")
+        suppress(session, blocked)
+    report = adhoc()
+    assert (report.recipients, report.batches, report.suppressed) == (1003, 3, 1)
+    with session_scope() as session:
+        planned = [e for _, _, e in deliveries(session, report.digest_id)]
+    assert set(kept) < set(planned) and blocked not in planned

@@ -31,9 +31,11 @@ from __future__ import annotations
 import logging
 import random
 import re
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest import tokens
@@ -120,8 +122,7 @@ def send_batch(batch_id: int) -> BatchOutcome:
             return _pause(batch_id, digest_id, str(exc))
         except SendError as exc:
             return _refused(batch_id, digest_id, str(exc))
-        with session_scope() as session:
-            _mark_sent(session, batch_id, result.message_id)
+        _record_sent(batch_id, result.message_id)
         _finish(digest_id)
         return BatchOutcome(batch_id, "sent", message_id=result.message_id)
     raise AssertionError("unreachable: the loop returns on its last round")
@@ -265,7 +266,29 @@ def _why_not_claimed(session: Session, batch_id: int) -> BatchOutcome:
         return BatchOutcome(batch_id, "cancelled", "digest cancelled")
     if batch.status == "pending":
         return BatchOutcome(batch_id, "skipped", f"digest is {digest_status}")
+    if batch.status != "sending" and digest_status == "sending":
+        # A retry after the batch was recorded but before its digest was closed (the
+        # connection dropped in between): close it now, or it would stay `sending` for good.
+        finish_digest_if_done(session, batch.digest_id)
     return BatchOutcome(batch_id, "skipped", f"batch already {batch.status}")
+
+
+def _record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> None:
+    """Write the 202 down, on a fresh connection if the first one drops.
+
+    SendGrid took the message; losing that fact to a dropped connection (failover,
+    pg_terminate_backend) would make a sent batch ambiguous. The UPDATE is idempotent.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope() as session:
+                _mark_sent(session, batch_id, message_id)
+            return
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            log.warning("batch %s: recording the 202 failed, retrying", batch_id, exc_info=True)
+            time.sleep(0.2 * 2**attempt)
 
 
 def _mark_sent(session: Session, batch_id: int, message_id: str | None) -> None:

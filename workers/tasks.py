@@ -39,7 +39,19 @@ def process_webhook_batch(batch_id: int) -> int:
 # --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------
 
 
-@app.task(name="digest.send_batch", bind=True, acks_late=True, max_retries=None)
+@app.task(
+    name="digest.send_batch",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    # A lost database connection (failover, pg_terminate_backend) rolled the step back: try
+    # again soon rather than leave the batch to the orphan sweep hours later. A retry after
+    # the request went out finds the claim and stops; the reaper then reports it ambiguous.
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
 def send_batch(self, batch_id: int) -> str:
     """Send one planned batch exactly once. The ledger counts attempts and gives up after
     DIGEST_SEND_MAX_ATTEMPTS, so Celery's own retry limit stays off; the retry delay is capped
@@ -67,7 +79,7 @@ def reap_stale_claims() -> list[int]:
 def requeue_orphaned_batches() -> list[int]:
     """Enqueue pending batches whose task was lost; a duplicate task finds the claim and stops."""
     with session_scope() as session:
-        batch_ids = operations.orphaned_batches(session, get_settings().send_orphan_after)
+        batch_ids = operations.requeue_orphaned_batches(session, get_settings().send_orphan_after)
     for batch_id in batch_ids:
         send_batch.delay(batch_id)
     return batch_ids

@@ -214,16 +214,19 @@ def reap_stale_claims(session: Session, older_than: float) -> list[int]:
     return sorted(batch_id for batch_id, _ in rows)
 
 
-def orphaned_batches(session: Session, older_than: float) -> list[int]:
+def requeue_orphaned_batches(session: Session, older_than: float) -> list[int]:
     """Pending batches of a sending digest that nothing touched for `older_than` seconds.
 
     A task can be lost between a commit and its enqueue (a worker killed right after splitting
-    a batch or releasing a claim). Enqueueing such a batch again is safe: the claim lets only
-    one task send it, and a duplicate does nothing.
+    a batch or releasing a claim), or with the broker's memory (Redis restarted empty).
+    Enqueueing such a batch again is safe: the claim lets only one task send it, and a duplicate
+    does nothing. The returned batches get `claimed_at` stamped (on a pending batch it means
+    "last claimed or re-enqueued"), so the next sweep leaves them alone for another
+    `older_than` seconds instead of enqueueing them again and again.
     """
     cutoff = utcnow() - timedelta(seconds=older_than)
     touched = func.coalesce(DeliveryBatch.claimed_at, Digest.started_at, Digest.created_at)
-    return list(
+    ids = list(
         session.scalars(
             select(DeliveryBatch.id)
             .join(Digest, Digest.id == DeliveryBatch.digest_id)
@@ -235,6 +238,16 @@ def orphaned_batches(session: Session, older_than: float) -> list[int]:
             .order_by(DeliveryBatch.id)
         )
     )
+    if not ids:
+        return []
+    stamped = session.scalars(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id.in_(ids), DeliveryBatch.status == "pending")
+        .values(claimed_at=utcnow())
+        .returning(DeliveryBatch.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(stamped)
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -407,7 +407,7 @@ def test_reaper_makes_a_batch_left_sending_by_a_lost_worker_ambiguous(pg: str) -
     assert [batch(b).status for b in planned.batch_ids] == ["ambiguous", "sending"]
 
 
-def test_orphaned_pending_batches_are_found_for_requeueing(pg: str) -> None:
+def test_orphaned_pending_batches_are_requeued_once_per_period(pg: str) -> None:
     planned = plan(4, batch_size=2)
     with session_scope() as session:
         session.execute(update(Digest).values(started_at=utcnow() - timedelta(hours=5)))
@@ -416,7 +416,8 @@ def test_orphaned_pending_batches_are_found_for_requeueing(pg: str) -> None:
             .where(DeliveryBatch.id == planned.batch_ids[1])
             .values(claimed_at=utcnow())
         )
-        assert operations.orphaned_batches(session, 3600) == [planned.batch_ids[0]]
+        assert operations.requeue_orphaned_batches(session, 3600) == [planned.batch_ids[0]]
+        assert operations.requeue_orphaned_batches(session, 3600) == []  # not again right away
 
 
 def test_resend_decision_sends_the_ambiguous_batch_again(sendgrid_env: FakeSendGrid) -> None:

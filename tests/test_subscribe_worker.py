@@ -121,6 +121,6 @@ def test_broker_outage_gives_the_same_answer_and_releases_the_claim(
         row = find(ADDRESS)
         assert row.status == "pending"
         assert row.confirmation_sent_at is None  # released: the next signup will send
-        assert "could not queue the confirmation" in web.log_tail(200)
+        assert "could not queue confirmations" in web.log_tail(200)
     finally:
         web.stop(timeout=20)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from digest.db import session_scope
+from digest.db import reset_caches, session_scope
 from schema.models import Subscriber, Suppression
 from tests.conftest import read_outbox
 
@@ -93,3 +98,41 @@ def count_subscribers() -> int:
 def count_suppressions() -> int:
     with session_scope() as session:
         return session.scalar(select(func.count()).select_from(Suppression)) or 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def served_app(
+    pg: str, redis_url: str, eager_tasks: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, FastAPI]]:
+    """The app under uvicorn on a free loopback port (in a thread); email links point at it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("DIGEST_PUBLIC_URL", base)
+    reset_caches()
+    from digest.web.app import create_app
+
+    app = create_app()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    yield base, app
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(served_app: tuple[str, FastAPI]) -> str:
+    """The base URL of the served app."""
+    return served_app[0]

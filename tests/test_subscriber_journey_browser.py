@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from digest.db import reset_caches
 from tests.subscriber_fixtures import find, link, mail
 
 pytest_plugins = ["tests.subscriber_fixtures"]
@@ -27,37 +22,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ADDRESS = "journey.reader@example.com"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def server(
-    pg: str, redis_url: str, eager_tasks: None, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """The app under uvicorn on a free loopback port; email links point at it."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("DIGEST_PUBLIC_URL", base)
-    reset_caches()
-    from digest.web.app import create_app
-
-    config = uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield base
-    uv.should_exit = True
-    thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -69,12 +69,24 @@ async def _connection(
     measure_from: float,
     result: DriveResult,
     accepted_out: list[str],
+    interval: float = 0.0,
+    first_at: float = 0.0,
 ) -> None:
-    """One keep-alive connection posting signups back to back until `stop_at`."""
+    """One keep-alive connection posting signups until `stop_at`.
+
+    Closed loop (interval 0): back to back. Open loop: one request every `interval` seconds on
+    a fixed schedule, latency counted from the scheduled time, so a server that falls behind
+    shows it in the latency instead of slowing the driver down (no coordinated omission).
+    """
     reader, writer = await asyncio.open_connection(host, port)
     sequence = 0
     loop = asyncio.get_running_loop()
+    scheduled = first_at
     while loop.time() < stop_at:
+        if interval:
+            delay = scheduled - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
         sequence += 1
         address = f"{prefix}-{sequence}@bench.example"
         body = json.dumps({"email": address, "frequency": "weekly"}).encode()
@@ -82,7 +94,8 @@ async def _connection(
             b"POST /subscribe HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n" % (host.encode(), port, len(body))
         ) + body
-        started = loop.time()
+        started = scheduled if interval else loop.time()
+        scheduled += interval
         try:
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -122,10 +135,20 @@ async def _drive(args: argparse.Namespace) -> DriveResult:
     measure_from = loop.time() + args.warmup
     stop_at = measure_from + args.duration
     run = uuid.uuid4().hex[:8]
+    interval = args.connections / args.rate if args.rate else 0.0
+    start = loop.time()
     await asyncio.gather(
         *(
             _connection(
-                args.host, args.port, f"r{run}-c{i}", stop_at, measure_from, result, accepted
+                args.host,
+                args.port,
+                f"r{run}-c{i}",
+                stop_at,
+                measure_from,
+                result,
+                accepted,
+                interval,
+                start + interval * i / args.connections,
             )
             for i in range(args.connections)
         )
@@ -145,6 +168,7 @@ def drive_main(argv: list[str]) -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--accepted-file", required=True)
     parser.add_argument("--result-file", required=True)
+    parser.add_argument("--rate", type=float, default=0.0)
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -285,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database", default="digest_bench")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="base URL, no db")
     parser.add_argument("--per-ip-limit", default="200000/minute")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="open loop: offer this many signups/s on a fixed schedule (0: closed loop)",
+    )
     args = parser.parse_args(argv)
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -320,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         wait_for(lambda: port_open(port), 30, what="uvicorn to listen")
         time.sleep(1.0)  # every worker process has imported the app
+        mode = f"open loop at {args.rate:.0f}/s" if args.rate else "closed loop"
         print(
-            f"driving POST /subscribe: {args.connections} connections, {args.warmup:.0f} s "
-            f"warm-up + {args.duration:.0f} s, {args.workers} uvicorn workers",
+            f"driving POST /subscribe: {args.connections} connections, {mode}, "
+            f"{args.warmup:.0f} s warm-up + {args.duration:.0f} s, {args.workers} uvicorn workers",
             flush=True,
         )
         driver = Proc(
@@ -338,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--warmup={args.warmup}",
                 f"--accepted-file={accepted_file}",
                 f"--result-file={result_file}",
+                f"--rate={args.rate}",
             ],
             log_dir=OUT_DIR,
         )
@@ -362,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     rate = drive.accepted / drive.duration_s
     summary = {
         "connections": args.connections,
+        "mode": f"open loop, {args.rate:.0f}/s offered" if args.rate else "closed loop",
         "uvicorn_workers": args.workers,
         "duration_s": drive.duration_s,
         "requests": drive.sent,

@@ -33,15 +33,17 @@ class RateLimiter:
         self.storage: Storage = storage_from_string(storage_uri, key_prefix="digest-limits")
         self.strategy = MovingWindowRateLimiter(self.storage)
 
-    def hit(self, limits: list[RateLimitItem], scope: str, identifier: str) -> Limited | None:
-        """Count one request; a `Limited` if any of `limits` is exhausted (that hit not counted).
+    def hit(
+        self, limits: list[RateLimitItem], scope: str, identifier: str, cost: int = 1
+    ) -> Limited | None:
+        """Count `cost` requests; a `Limited` if any of `limits` cannot take them (not counted).
 
         If the storage is down the request is let through and logged: a signup form that fails
         closed would turn a Redis outage into lost subscribers.
         """
         for item in limits:
             try:
-                allowed = self.strategy.hit(item, scope, identifier)
+                allowed = self.strategy.hit(item, scope, identifier, cost=cost)
                 if allowed:
                     continue
                 reset_at, _remaining = self.strategy.get_window_stats(item, scope, identifier)
@@ -50,6 +52,14 @@ class RateLimiter:
                 return None
             return Limited(retry_after=max(1, math.ceil(reset_at - time.time())))
         return None
+
+    def fits(self, limits: list[RateLimitItem], scope: str, identifier: str, cost: int) -> bool:
+        """Whether `cost` more requests fit in every limit right now (nothing is counted)."""
+        try:
+            return all(self.strategy.test(item, scope, identifier, cost=cost) for item in limits)
+        except Exception:
+            log.warning("rate limit storage unavailable; letting %s through", scope)
+            return True
 
 
 def parse_limits(spec: str) -> list[RateLimitItem]:

@@ -83,3 +83,35 @@ def test_a_failing_batch_fails_every_request_in_it() -> None:
     assert 3 in failed
     assert all(results[i] == i * 10 for i in range(6) if i not in failed)
     assert batcher.running == 0  # nothing left behind for the next event loop
+
+
+def test_per_ip_limit_counts_every_signup_of_a_batch(
+    base_env: None, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    monkeypatch.setenv("DIGEST_SUBSCRIBE_RATE_PER_IP", "4/minute")
+    base, _app = request.getfixturevalue("served_app")
+    responses = asyncio.run(post_all(base, [{"email": f"r{i}@example.com"} for i in range(10)]))
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [202] * 4 + [429] * 6
+    assert count_subscribers() == 4
+
+
+def test_subscribe_many_answers_in_order_for_new_known_repeated_and_suppressed(pg: str) -> None:
+    from digest.addresses import email_hash
+    from digest.db import session_scope
+    from digest.subscriptions import Consent, make_signup, subscribe_many
+    from schema.models import Subscriber, Suppression
+
+    with session_scope() as session:
+        session.add(Subscriber(email="known@example.com", status="active"))
+        session.add(Suppression(email_hash=email_hash("gone@example.com"), reason="deleted"))
+    consent = Consent("api", None)
+    addresses = ["a@example.com", "gone@example.com", "A@example.com", "known@example.com"]
+    with session_scope() as session:
+        results = subscribe_many(
+            session, [(make_signup(email=address), consent) for address in addresses]
+        )
+    assert [r.outcome for r in results] == ["created", "suppressed", "pending", "active"]
+    assert [r.send_confirmation for r in results] == [True, False, False, False]
+    assert results[2].subscriber_id == results[0].subscriber_id
+    assert count_subscribers() == 2

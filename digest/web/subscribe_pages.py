@@ -378,6 +378,29 @@ class SignupAttempt:
     source: str
 
 
+def _per_ip_limits(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> dict[int, Limited]:
+    """The per-IP limit for a batch: one counter update for all of an IP's attempts when they
+    all fit (the usual case), else attempt by attempt, so exactly those over the limit are
+    refused. Returns the refused attempts' indexes."""
+    by_ip: dict[str, list[int]] = {}
+    for index, attempt in enumerate(attempts):
+        by_ip.setdefault(attempt.ip, []).append(index)
+    refused: dict[int, Limited] = {}
+    for ip, indexes in by_ip.items():
+        cost = len(indexes)
+        if (
+            cost > 1
+            and guard.limiter.fits(guard.per_ip, "subscribe-ip", ip, cost)
+            and not guard.limiter.hit(guard.per_ip, "subscribe-ip", ip, cost=cost)
+        ):
+            continue
+        for index in indexes:
+            limited = guard.limiter.hit(guard.per_ip, "subscribe-ip", ip)
+            if limited:
+                refused[index] = limited
+    return refused
+
+
 def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list[Response]:
     """Answer a batch of signups: limits, honeypot and validation per attempt, then one
     transaction for all of them, then their confirmation tasks in one broker round trip.
@@ -388,9 +411,10 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
     """
     answers: list[Response | None] = [None] * len(attempts)
     ready: list[tuple[str, int]] = []
+    refused = _per_ip_limits(guard, attempts)
     for index, attempt in enumerate(attempts):
         fields = attempt.fields
-        limited = guard.limiter.hit(guard.per_ip, "subscribe-ip", attempt.ip)
+        limited = refused.get(index)
         if limited:
             answers[index] = _too_many(limited, fields.is_json)
             continue
@@ -413,6 +437,8 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
     if ready:
         ready.sort(key=lambda pair: (pair[0].lower(), pair[1]))
         with session_scope() as session:
+            valid: list[tuple[subscriptions.Signup, subscriptions.Consent]] = []
+            valid_indexes: list[int] = []
             for email, index in ready:
                 attempt = attempts[index]
                 data = attempt.fields.data
@@ -428,15 +454,15 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
                 except InvalidField as error:
                     answers[index] = _invalid(attempt.fields, error)
                     continue
-                result = subscriptions.subscribe(
-                    session,
-                    signup,
-                    source=attempt.source,
-                    ip_hash=subscriptions.ip_hash(attempt.ip),
-                )
-                if result.send_confirmation and result.subscriber_id is not None:
-                    to_confirm.append(result.subscriber_id)
-                answers[index] = _accepted(attempt.fields)
+                consent = subscriptions.Consent(attempt.source, subscriptions.ip_hash(attempt.ip))
+                valid.append((signup, consent))
+                valid_indexes.append(index)
+            if valid:
+                results = subscriptions.subscribe_many(session, valid)
+                for index, result in zip(valid_indexes, results, strict=True):
+                    if result.send_confirmation and result.subscriber_id is not None:
+                        to_confirm.append(result.subscriber_id)
+                    answers[index] = _accepted(attempts[index].fields)
     if to_confirm:
         queue_confirmations(to_confirm)
     assert all(answer is not None for answer in answers)

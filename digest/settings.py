@@ -34,8 +34,8 @@ class Settings(BaseSettings):
 
     # Storage and infrastructure
     database_url: str = "sqlite:///./var/digest.db"
-    # Connections each process keeps open to PostgreSQL, and extra ones under bursts. The web app
-    # runs at most db_pool_size requests' database work at once (no connect/close churn).
+    # Connections each process keeps open to PostgreSQL, and extra ones opened (and closed again)
+    # under bursts: size the pool for the threads that use it, or connect/close churn costs CPU.
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
     broker_url: str = ""  # empty: tasks run in-process (embedded default)

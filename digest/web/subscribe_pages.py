@@ -241,11 +241,6 @@ def _json_error(status: int, field: str | None, message: str, kind: str) -> JSON
     return JSONResponse({"detail": [{"loc": loc, "msg": message, "type": kind}]}, status)
 
 
-class BodyError(Exception):
-    def __init__(self, response: Response) -> None:
-        self.response = response
-
-
 async def signup_fields(request: Request) -> SignupFields | Response:
     """Parse the body in the event loop; the handler then runs in the thread pool."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

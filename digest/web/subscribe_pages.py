@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from digest import subscriptions
 from digest.db import session_scope
@@ -431,37 +432,51 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
     to_confirm: list[int] = []
     if ready:
         ready.sort(key=lambda pair: (pair[0].lower(), pair[1]))
-        with session_scope() as session:
-            valid: list[tuple[subscriptions.Signup, subscriptions.Consent]] = []
-            valid_indexes: list[int] = []
-            for email, index in ready:
-                attempt = attempts[index]
-                data = attempt.fields.data
-                try:
-                    signup = subscriptions.make_signup(
-                        email=email,
-                        name=data.get("name"),
-                        categories=data.get("categories"),
-                        frequency=data.get("frequency"),
-                        timezone=data.get("timezone"),
-                        session=session,  # consulted only for a category outside the known list
-                    )
-                except InvalidField as error:
-                    answers[index] = _invalid(attempt.fields, error)
-                    continue
-                consent = subscriptions.Consent(attempt.source, subscriptions.ip_hash(attempt.ip))
-                valid.append((signup, consent))
-                valid_indexes.append(index)
-            if valid:
-                results = subscriptions.subscribe_many(session, valid)
-                for index, result in zip(valid_indexes, results, strict=True):
-                    if result.send_confirmation and result.subscriber_id is not None:
-                        to_confirm.append(result.subscriber_id)
-                    answers[index] = _accepted(attempts[index].fields)
+        try:
+            to_confirm = _write_signups(attempts, ready, answers)
+        except OperationalError:  # a deadlock victim or a dropped connection: all rolled back
+            log.warning("signup batch of %d rolled back; trying once more", len(ready))
+            to_confirm = _write_signups(attempts, ready, answers)
     if to_confirm:
         queue_confirmations(to_confirm)
     assert all(answer is not None for answer in answers)
     return answers  # type: ignore[return-value]
+
+
+def _write_signups(
+    attempts: list[SignupAttempt], ready: list[tuple[str, int]], answers: list[Response | None]
+) -> list[int]:
+    """One transaction for the batch's valid signups; fills their answers and returns the ids
+    whose confirmation must be queued (after the commit, by the caller)."""
+    to_confirm: list[int] = []
+    with session_scope() as session:
+        valid: list[tuple[subscriptions.Signup, subscriptions.Consent]] = []
+        valid_indexes: list[int] = []
+        for email, index in ready:
+            attempt = attempts[index]
+            data = attempt.fields.data
+            try:
+                signup = subscriptions.make_signup(
+                    email=email,
+                    name=data.get("name"),
+                    categories=data.get("categories"),
+                    frequency=data.get("frequency"),
+                    timezone=data.get("timezone"),
+                    session=session,  # consulted only for a category outside the known list
+                )
+            except InvalidField as error:
+                answers[index] = _invalid(attempt.fields, error)
+                continue
+            consent = subscriptions.Consent(attempt.source, subscriptions.ip_hash(attempt.ip))
+            valid.append((signup, consent))
+            valid_indexes.append(index)
+        if valid:
+            results = subscriptions.subscribe_many(session, valid)
+            for index, result in zip(valid_indexes, results, strict=True):
+                if result.send_confirmation and result.subscriber_id is not None:
+                    to_confirm.append(result.subscriber_id)
+                answers[index] = _accepted(attempts[index].fields)
+    return to_confirm
 
 
 _broker = {"queue_declared": False}

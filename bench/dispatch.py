@@ -79,6 +79,8 @@ class Result:
     unexpected: int = 0
     ambiguous_batches: int = 0
     rss_kb: dict[str, int] = field(default_factory=dict)
+    cpu_planning: dict[str, float] = field(default_factory=dict)  # CPU seconds per process
+    cpu_sending: dict[str, float] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
@@ -228,10 +230,13 @@ def run(
         for worker in procs[2:]:
             wait_for(lambda w=worker: "ready." in w.log_tail(100), 60, what=f"{worker.name}")
         for proc in procs:
-            sampler.watch(proc.name, proc.pid)
+            sampler.watch("redis" if proc is redis.proc else proc.name, proc.pid)
+        sampler.watch_postgres("postgres backends", database)
         sampler.start()
 
-        result.digest_status, result.digest_reason = _send_digest(result, database_url, timeout)
+        result.digest_status, result.digest_reason = _send_digest(
+            result, database_url, timeout, sampler
+        )
         stats = _server_stats(sendgrid_url)
         result.requests = stats["requests"]
         result.accepted_requests = stats["accepted_requests"]
@@ -255,7 +260,9 @@ def run(
     return result
 
 
-def _send_digest(result: Result, database_url: str, timeout: float) -> tuple[str, str]:
+def _send_digest(
+    result: Result, database_url: str, timeout: float, sampler: MemorySampler
+) -> tuple[str, str]:
     """Plan a weekly digest here (timed), hand its batches to the workers, wait for the end."""
     from digest import rendering
     from digest.db import session_scope
@@ -271,9 +278,13 @@ def _send_digest(result: Result, database_url: str, timeout: float) -> tuple[str
     result.digest_id = digest_id
     renders_before = rendering.mjml_render_count()
 
+    cpu0, own0 = sampler.cpu_snapshot(), time.process_time()
     t0 = time.perf_counter()
     report = plan_digest_id(digest_id)
     t1 = time.perf_counter()
+    cpu1, own1 = sampler.cpu_snapshot(), time.process_time()
+    result.cpu_planning = {name: cpu1[name] - cpu0.get(name, 0) for name in cpu1}
+    result.cpu_planning["bench process"] = own1 - own0
     result.rss_kb["bench process (planning)"] = read_status_kb(os.getpid(), "VmHWM")
     if report is None or report.status != "sending":
         raise RuntimeError(f"planning did not start a send: {report}")
@@ -303,6 +314,9 @@ def _send_digest(result: Result, database_url: str, timeout: float) -> tuple[str
         time.sleep(0.1)
     t3 = time.perf_counter()
     result.sending_s, result.end_to_end_s = t3 - t2, t3 - t0
+    cpu3 = sampler.cpu_snapshot()
+    result.cpu_sending = {name: cpu3[name] - cpu1.get(name, 0) for name in cpu3}
+    result.cpu_sending["bench process"] = time.process_time() - own1
     with session_scope() as session:
         result.renders_db = session.get(Digest, digest_id).renders
     return status, reason
@@ -344,9 +358,14 @@ def table(results: list[Result]) -> str:
         ("server: missing / unexpected", [f"{r.missing} / {r.unexpected}" for r in results]),
         ("ambiguous batches", [str(r.ambiguous_batches) for r in results]),
     ]
-    names = sorted({name for r in results for name in r.rss_kb})
+    names = sorted({name for r in results for name, kb in r.rss_kb.items() if kb})
     for name in names:
         rows.append((f"peak RSS: {name}", [_mb(r.rss_kb.get(name, 0)) for r in results]))
+    for name in sorted({name for r in results for name in r.cpu_sending}):
+        values = [
+            f"{r.cpu_planning.get(name, 0):.1f} / {r.cpu_sending.get(name, 0):.1f}" for r in results
+        ]
+        rows.append((f"CPU s planning / sending: {name}", values))
     rows.append(
         (
             "load average before / after",

@@ -239,10 +239,19 @@ class MemoryRecord:
     peak_process_kb: int = 0  # the largest VmHWM of any single process in the tree
     peak_tree_kb: int = 0  # the largest sum of VmRSS over the tree in one sample
     samples: list[tuple[float, int]] = field(default_factory=list)  # (elapsed s, tree RSS KiB)
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)  # user + system seconds, latest
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu_by_pid.values())
 
 
 class MemorySampler:
-    """Samples the RSS of named process trees in a background thread."""
+    """Samples the RSS and CPU time of named process trees in a background thread.
+
+    `watch_postgres` adds the server backends of one database (CPU only: their RSS counts
+    shared buffers), found anew at every sample since connections come and go.
+    """
 
     def __init__(self, interval: float = 0.25, keep_samples_every: float = 0.0) -> None:
         self.interval = interval
@@ -253,10 +262,32 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._started = time.monotonic()
         self._last_kept = -1e9
+        self.postgres: tuple[str, str] | None = None
+        self._lock = threading.Lock()
 
     def watch(self, name: str, pid: int) -> None:
         self.pids[name] = pid
         self.records.setdefault(name, MemoryRecord())
+
+    def watch_postgres(self, name: str, database: str) -> None:
+        self.postgres = (name, f" {database} ")
+        self.records.setdefault(name, MemoryRecord())
+
+    def _sample_postgres(self) -> None:
+        if self.postgres is None:
+            return
+        name, needle = self.postgres
+        record = self.records[name]
+        for process in psutil.process_iter(["name", "cmdline"]):
+            try:
+                if process.info["name"] != "postgres" or needle not in " ".join(
+                    process.info["cmdline"] or ()
+                ):
+                    continue
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            record.cpu_by_pid[process.pid] = times.user + times.system
 
     def start(self) -> MemorySampler:
         self._started = time.monotonic()
@@ -279,16 +310,27 @@ class MemorySampler:
                 record.peak_process_kb = max(
                     record.peak_process_kb, read_status_kb(process.pid, "VmHWM")
                 )
+                with contextlib.suppress(psutil.Error):
+                    times = process.cpu_times()
+                    record.cpu_by_pid[process.pid] = times.user + times.system
             record.peak_tree_kb = max(record.peak_tree_kb, total)
             if keep:
                 record.samples.append((now, total))
+        self._sample_postgres()
         if keep:
             self._last_kept = now
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.sample()
+            with self._lock:
+                self.sample()
             self._stop.wait(self.interval)
+
+    def cpu_snapshot(self) -> dict[str, float]:
+        """CPU seconds used so far by each watched tree (sampled now)."""
+        with self._lock:
+            self.sample()
+            return {name: record.cpu_seconds for name, record in self.records.items()}
 
     def stop(self) -> dict[str, MemoryRecord]:
         self._stop.set()

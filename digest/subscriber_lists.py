@@ -12,13 +12,14 @@ rows take seconds and a concurrent signup of the same address cannot make the im
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash
@@ -110,41 +111,76 @@ def _validate(row: dict[str, Any], canonical: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _insert_ignoring_known(session: Session, rows: list[dict[str, Any]]) -> int:
-    """Insert rows whose address is new; returns how many went in.
+# PostgreSQL: a chunk as one INSERT of five arrays; its row count is what went in.
+UNNEST_SUBSCRIBERS = text(
+    "INSERT INTO subscribers (email, name, categories, frequency, timezone, status, paused,"
+    " soft_bounces, consent_at, consent_source, confirmed_at, created_at, updated_at) "
+    "SELECT r.email, r.name, CAST(r.categories AS json), r.frequency, r.timezone, :status, false,"
+    " 0, :consent_at, :consent_source, :confirmed_at, :now, :now "
+    "FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:categories AS text[]),"
+    " CAST(:frequencies AS text[]), CAST(:timezones AS text[]))"
+    " AS r(email, name, categories, frequency, timezone) "
+    "ON CONFLICT DO NOTHING"
+)
 
-    Known addresses are counted first (one indexed query per chunk), and the insert skips them
-    with ON CONFLICT DO NOTHING (INSERT OR IGNORE on SQLite) rather than RETURNING ids, which
-    costs twice as much. A signup racing the import is skipped too, and counted as added.
-    """
+
+def _insert_ignoring_known(
+    session: Session, rows: list[dict[str, Any]], base: dict[str, Any]
+) -> int:
+    """Insert the rows whose address is new, skipping known ones (ON CONFLICT DO NOTHING on
+    PostgreSQL, INSERT OR IGNORE on SQLite); returns how many went in. A signup racing the
+    import is skipped the same way."""
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(
+            UNNEST_SUBSCRIBERS,
+            {
+                "status": base["status"],
+                "consent_at": base["consent_at"],
+                "consent_source": base["consent_source"],
+                "confirmed_at": base["confirmed_at"],
+                "now": base["created_at"],
+                "emails": [r["email"] for r in rows],
+                "names": [r["name"] for r in rows],
+                "categories": [json.dumps(r["categories"]) for r in rows],
+                "frequencies": [r["frequency"] for r in rows],
+                "timezones": [r["timezone"] for r in rows],
+            },
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
     known = session.scalar(
         select(func.count())
         .select_from(Subscriber)
         .where(func.lower(Subscriber.email).in_([r["email"].lower() for r in rows]))
     )
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only the two supported databases
-        dialect_insert = insert  # type: ignore[assignment]
-    statement = dialect_insert(Subscriber.__table__)
-    if dialect in ("postgresql", "sqlite"):
-        statement = statement.on_conflict_do_nothing()  # type: ignore[attr-defined]
-    session.execute(statement, rows)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    statement = sqlite_insert(Subscriber.__table__).on_conflict_do_nothing()
+    session.execute(statement, [{**base, **r} for r in rows])
     return len(rows) - int(known or 0)
 
 
-def _flush(session: Session, chunk: list[dict[str, Any]], report: ImportReport) -> None:
+def _suppressed(session: Session, hashes: list[str]) -> set[str]:
+    if session.get_bind().dialect.name == "postgresql":
+        found = session.execute(
+            text("SELECT email_hash FROM suppressions WHERE email_hash = ANY(:hashes)"),
+            {"hashes": hashes},
+        ).scalars()
+    else:
+        found = session.scalars(
+            select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
+        )
+    return set(found)
+
+
+def _flush(
+    session: Session, chunk: list[dict[str, Any]], base: dict[str, Any], report: ImportReport
+) -> None:
     hashes = {email_hash(r["email"]): r for r in chunk}
-    blocked = set(
-        session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes)))
-    )
+    blocked = _suppressed(session, list(hashes))
     keep = [r for h, r in hashes.items() if h not in blocked]
     report.suppressed += len(chunk) - len(keep)
     if keep:
-        added = _insert_ignoring_known(session, keep)
+        added = _insert_ignoring_known(session, keep, base)
         report.added += added
         report.existing += len(keep) - added
     chunk.clear()
@@ -195,14 +231,14 @@ def import_subscribers(
                     )
                     continue
                 seen[folded] = line
-                chunk.append({**base, **values})
+                chunk.append(values)
                 if len(chunk) >= CHUNK:
-                    _flush(session, chunk, report)
+                    _flush(session, chunk, base, report)
     except UnicodeDecodeError as exc:
         raise ListFormatError(f"{path.name} is not UTF-8 text: {exc.reason}") from exc
     except csv.Error as exc:
         raise ListFormatError(f"{path.name}: {exc}") from exc
-    _flush(session, chunk, report)
+    _flush(session, chunk, base, report)
     return report
 
 

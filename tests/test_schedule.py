@@ -10,11 +10,16 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
+from bench.procs import wait_for
 from digest.db import new_session, session_scope
 from digest.schedule import CronError, fire_due_slots, last_slot, next_slot, parse_cron
 from digest.settings import Settings
 from schema.models import Delivery, DeliveryBatch, Digest, DigestItem
+from tests.planning_worker import Launch
 from tests.recipients import MONDAY, add_subscribers, count, deliveries, publish
+from tests.sendgrid_server import FakeSendGrid
+
+pytest_plugins = ["tests.sendgrid_fixtures", "tests.planning_worker"]
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -251,3 +256,28 @@ def test_next_weeks_window_starts_where_this_weeks_ended(readers: dict[str, list
         assert digest.window_start == at("2026-11-23T00:00:00+00:00")  # last week's Tokyo slot
         titles = [i.comparison.title for i in digest.items]
     assert titles == ["Tallyhive vs Minutely"]
+
+
+# --- two real beat processes, one worker, the fake SendGrid ------------------------------------
+
+
+def test_two_beat_processes_fire_a_slot_once(launch: Launch, sendgrid_env: FakeSendGrid) -> None:
+    now = datetime.now(ZoneInfo("UTC"))
+    slot = now - timedelta(minutes=5)  # a daily slot five minutes ago: due, within the grace
+    env = {"DIGEST_WEEKLY_CRON": f"{slot.minute} {slot.hour} * * *", "DIGEST_BEAT_INTERVAL": "1"}
+    with session_scope() as session:
+        publish(session, WEEK, at=now - timedelta(hours=2))
+        emails = add_subscribers(session, 1500)
+    launch("worker", "planner", **env)
+    beats = [launch("beat", name, **env) for name in ("beat-a", "beat-b")]
+    wait_for(lambda: sendgrid_env.recipients >= 1500, 120, what="the weekly digest to be sent")
+    wait_for(
+        lambda: all(b.log_tail(400).count("digest.fire_weekly_slots") >= 4 for b in beats),
+        60,
+        what="both beats to keep ticking",
+    )
+    with session_scope() as session:
+        [digest] = session.scalars(select(Digest)).all()
+        assert digest.slot_key == f"{slot:%Y-%m-%dT%H:%M}:00+00:00@UTC"
+        assert digest.status == "sent"
+    assert sendgrid_env.counts == dict.fromkeys(emails, 1)

@@ -16,19 +16,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis as redis_lib
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from bench.procs import Proc, celery_worker, wait_for
 from digest.cli import app
 from digest.db import session_scope
 from schema.models import Delivery, DeliveryBatch, Digest
 from tests.conftest import read_outbox
+from tests.planning_worker import Launch
 from tests.recipients import add_subscribers, count, publish
-from tests.sendgrid_server import DEFAULT_KEY, FakeSendGrid
+from tests.sendgrid_server import FakeSendGrid
 
-pytest_plugins = ["tests.sendgrid_fixtures"]
+pytest_plugins = ["tests.sendgrid_fixtures", "tests.planning_worker"]
 
 NOW = datetime.now(UTC)
 WEEK = [
@@ -122,42 +121,10 @@ def test_bad_input_names_the_option(week: None) -> None:
 # --- the real thing: a worker, Redis and the fake SendGrid -------------------------------------
 
 
-@pytest.fixture
-def worker_env(
-    pg: str, redis_url: str, sendgrid_env: FakeSendGrid, tmp_path: Path
-) -> Iterator[dict[str, str]]:
-    """A real `celery -A workers worker` on this session's Redis database, sending to the fake."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key.startswith("DIGEST_") or key == "SENDGRID_API_KEY"
-    }
-    env.update(
-        {
-            "DIGEST_BROKER_URL": redis_url,
-            "DIGEST_SENDGRID_TIMEOUT": "10",
-            "SENDGRID_API_KEY": DEFAULT_KEY,
-        }
-    )
-    worker: Proc = celery_worker(
-        "send-command", env, concurrency=2, pool="threads", log_dir=tmp_path
-    ).start()
-    try:
-        wait_for(
-            lambda: "ready." in worker.log_tail(200) or not worker.alive,
-            60,
-            what="the celery worker to be ready",
-        )
-        assert worker.alive, worker.log_tail()
-        yield env
-    finally:
-        worker.stop(timeout=20)
-        redis_lib.Redis.from_url(redis_url).flushdb()
-
-
 def test_send_wait_with_a_real_worker_reaches_every_recipient_once(
-    worker_env: dict[str, str], sendgrid_env: FakeSendGrid
+    launch: Launch, worker_env: dict[str, str], sendgrid_env: FakeSendGrid
 ) -> None:
+    launch("worker", "send-command")
     with session_scope() as session:
         publish(session, WEEK, at=NOW - timedelta(hours=1))
         emails = add_subscribers(session, 4500)

@@ -26,9 +26,14 @@ UNSUBSCRIBE_TOKEN = "-unsubscribe_url-"
 PREFERENCES_TOKEN = "-preferences_url-"
 
 
+_LINE_BREAKS = re.compile(r"[\r\n\x00]+")
+
+
 def header_safe(value: str) -> str:
     """Header values never carry CR/LF (header injection) and stay on one line."""
-    return re.sub(r"[\r\n\x00]+", " ", value).strip()
+    if "\r" in value or "\n" in value or "\x00" in value:
+        value = _LINE_BREAKS.sub(" ", value)
+    return value.strip()
 
 
 @dataclass

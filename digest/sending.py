@@ -215,10 +215,26 @@ def recipient_for(digest_id: int, row: Row) -> Recipient:
     )
 
 
+_MARKUP = re.compile(r"[<>&\"'`\x00-\x1f]")
+_SPACES = re.compile(r"\s+")
+_MARKUP_CHARS = frozenset("<>&\"'`")
+
+
 def greeting_name(name: str | None) -> str:
     """The name as substituted into both HTML and text: SendGrid substitutes raw, so markup
     characters are dropped (escaping would show `&amp;` in the text part)."""
-    cleaned = re.sub(r"\s+", " ", re.sub(r"[<>&\"'`\x00-\x1f]", "", name or "")).strip()
+    if not name:
+        return DEFAULT_NAME
+    if (  # the common case, once per recipient: plain printable ASCII, nothing to clean
+        name.isascii()
+        and name.isprintable()
+        and _MARKUP_CHARS.isdisjoint(name)
+        and "  " not in name
+        and name[0] != " "
+        and name[-1] != " "
+    ):
+        return name
+    cleaned = _SPACES.sub(" ", _MARKUP.sub("", name)).strip()
     return cleaned or DEFAULT_NAME
 
 

@@ -2,13 +2,18 @@
 
     python -m bench.subscribe [--duration 30] [--connections 64] [--workers 2]
 
-A fresh PostgreSQL database (`digest_bench`), Redis for rate limits (db 13) and as the Celery
+A fresh PostgreSQL database (`digest_bench_subscribe`: not `bench.dispatch`'s `digest_bench`, so
+the two benchmarks can run side by side), Redis for rate limits (db 13) and as the Celery
 broker (db 14, so confirmation emails are *queued*, not sent), and the app under uvicorn
 (`--workers`, uvloop, httptools, no access log) with DIGEST_ENV=production. A separate driver
 process holds `--connections` keep-alive HTTP/1.1 connections on loopback and posts JSON signups
-with unique addresses, closed-loop, for `--duration` seconds after a short warm-up. It prints
-signups/s, p50/p90/p99/max latency and errors; then every accepted address is looked up in the
-database and every confirmation message is read back from the broker's queue.
+with unique addresses for `--duration` seconds after a short warm-up: closed loop (each
+connection sends its next request when the last is answered: the server's saturation rate), or
+with `--rate N` open loop (N signups/s offered on a fixed schedule, latency counted from the
+scheduled send time). It prints signups/s, p50/p90/p99/max latency, errors, and the CPU time per
+signup of the app, PostgreSQL, Redis and the driver (the machine may be shared: the 1-minute load
+average is printed too); then every accepted address is looked up in the database and every
+confirmation message is read back from the broker's queue.
 
 The per-IP limit is raised for the run (DIGEST_SUBSCRIBE_RATE_PER_IP, default 200000/minute):
 the driver is one IP, and the production default (20/minute) would refuse nearly everything.
@@ -306,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--database", default="digest_bench")
+    parser.add_argument("--database", default="digest_bench_subscribe")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379", help="base URL, no db")
     parser.add_argument("--per-ip-limit", default="200000/minute")
     parser.add_argument(

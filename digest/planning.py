@@ -111,6 +111,7 @@ class PlanReport:
     renders: int
     batch_ids: list[int] = field(default_factory=list)
     dry_run: bool = False
+    already_mailed: int = 0  # subscribers an earlier wave of the same edition reached
 
     @property
     def batches(self) -> int:
@@ -467,6 +468,7 @@ class _Planner:
         self.seq = 0
         self.renders = 0
         self.batch_ids: list[int] = []
+        self.already_mailed = 0  # reached by an earlier wave of the same edition
         self.postgres = session.get_bind().dialect.name == "postgresql"
 
     # segments
@@ -609,6 +611,34 @@ def _render_alert(matched: list[_Item], label: str | None) -> Any:
     return render_alert(matched[0].comparison, matched[0].explanation)
 
 
+def _earlier_waves(session: Session, digest: Digest) -> list[int]:
+    """Ids of the other waves of this weekly edition (empty for any other digest)."""
+    edition = (digest.options or {}).get("edition")
+    if digest.kind != "weekly" or not edition:
+        return []
+    return list(
+        session.scalars(
+            select(Digest.id).where(
+                Digest.kind == "weekly",
+                Digest.slot_key.like(f"{edition}%"),
+                Digest.id != digest.id,
+            )
+        )
+    )
+
+
+def _mailed_in(session: Session, digest_ids: list[int], first: int, last: int) -> set[int]:
+    """Subscribers in [first, last] who already have a delivery of one of these digests."""
+    return set(
+        session.scalars(
+            select(Delivery.subscriber_id).where(
+                Delivery.digest_id.in_(digest_ids),
+                Delivery.subscriber_id.between(first, last),
+            )
+        )
+    )
+
+
 def _stream(session: Session, digest: Digest, planner: _Planner) -> int:
     """Feed every eligible recipient to the planner; returns how many were suppressed."""
     options = digest.options or {}
@@ -624,10 +654,15 @@ def _stream(session: Session, digest: Digest, planner: _Planner) -> int:
             planner.add(segment, subscriber.id, subscriber.email)
         return 0
     segments: dict[str | None, _Segment | str] = {}  # categories as stored -> segment
+    earlier = _earlier_waves(session, digest)
     for rows in _pages(session, _recipient_filter(session, digest)):
+        mailed = _mailed_in(session, earlier, rows[0][0], rows[-1][0]) if earlier else set()
         for subscriber_id, email, categories, blocked in rows:
             if blocked:
                 suppressed += 1
+                continue
+            if subscriber_id in mailed:  # moved timezone after an earlier wave reached them
+                planner.already_mailed += 1
                 continue
             segment = segments.get(categories)
             if segment is None:
@@ -714,6 +749,7 @@ def plan_digest(session: Session, digest: Digest, *, now: datetime | None = None
         renders=planner.renders,
         batch_ids=list(planner.batch_ids),
         dry_run=dry_run,
+        already_mailed=planner.already_mailed,
     )
 
 

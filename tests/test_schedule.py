@@ -8,13 +8,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bench.procs import wait_for
 from digest.db import new_session, session_scope
 from digest.schedule import CronError, fire_due_slots, last_slot, next_slot, parse_cron
 from digest.settings import Settings
-from schema.models import Delivery, DeliveryBatch, Digest, DigestItem
+from schema.models import Delivery, DeliveryBatch, Digest, DigestItem, Subscriber
 from tests.planning_worker import Launch
 from tests.recipients import MONDAY, add_subscribers, count, deliveries, publish
 from tests.sendgrid_server import FakeSendGrid
@@ -171,6 +171,25 @@ def test_every_wave_of_an_edition_carries_the_same_items(readers: dict[str, list
     assert len({tuple(v) for v in items.values()}) == 1 and len(items[first[0]]) == 3
     assert len(windows) == 1
     assert renders == [0, 0, 0]  # the first wave's rendering is reused
+
+
+def test_a_reader_who_moves_timezone_gets_the_edition_once(
+    readers: dict[str, list[str]],
+) -> None:
+    tick(at("2026-11-23T00:00:30+00:00"))  # Tokyo's wave
+    with session_scope() as session:
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.email == readers["Asia/Tokyo"][0])
+            .values(timezone="America/New_York")
+        )
+    [new_york] = tick(at("2026-11-23T14:00:30+00:00"))[-1:]
+    key, emails = wave_of(new_york)
+    assert key.endswith("@America/New_York")
+    assert emails == sorted(readers["America/New_York"])
+    with session_scope() as session:
+        everyone = session.scalars(select(Delivery.email)).all()
+    assert len(everyone) == len(set(everyone))
 
 
 def test_two_beats_at_once_fire_a_slot_once(readers: dict[str, list[str]]) -> None:

@@ -153,17 +153,30 @@ def _compare_with_server(database_url: str, record: Path, digest_id: int) -> dic
     }
 
 
-def _digest_state(database_url: str, digest_id: int) -> tuple[str, str, int]:
-    with psycopg.connect(libpq_url(database_url)) as connection:
-        status, reason = connection.execute(
-            "SELECT status, coalesce(status_reason, '') FROM digests WHERE id = %s", (digest_id,)
+class _Watcher:
+    """One connection that polls a digest's state (a new connection per poll costs CPU)."""
+
+    def __init__(self, database_url: str, digest_id: int) -> None:
+        self.connection = psycopg.connect(libpq_url(database_url), autocommit=True)
+        self.digest_id = digest_id
+
+    def status(self) -> tuple[str, str]:
+        status, reason = self.connection.execute(
+            "SELECT status, coalesce(status_reason, '') FROM digests WHERE id = %s",
+            (self.digest_id,),
         ).fetchone()
-        (sent,) = connection.execute(
-            "SELECT count(*) FROM delivery_batches WHERE digest_id = %s AND status <> 'pending'"
-            " AND status <> 'sending'",
-            (digest_id,),
+        return status, reason
+
+    def batches_done(self) -> int:
+        (done,) = self.connection.execute(
+            "SELECT count(*) FROM delivery_batches WHERE digest_id = %s"
+            " AND status NOT IN ('pending', 'sending')",
+            (self.digest_id,),
         ).fetchone()
-    return status, reason, sent
+        return done
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def run(
@@ -301,17 +314,22 @@ def _send_digest(
         file=sys.stderr,
     )
     last_print = 0.0
-    while True:
-        status, reason, done = _digest_state(database_url, digest_id)
-        now = time.perf_counter()
-        if status != "sending":
-            break
-        if now - last_print >= 5:
-            print(f"  {now - t0:5.1f}s: {done}/{result.batches} batches done", file=sys.stderr)
-            last_print = now
-        if now - t0 > timeout:
-            raise TimeoutError(f"digest {digest_id} still sending after {timeout:.0f}s")
-        time.sleep(0.1)
+    watcher = _Watcher(database_url, digest_id)
+    try:
+        while True:
+            status, reason = watcher.status()
+            now = time.perf_counter()
+            if status != "sending":
+                break
+            if now - last_print >= 5:
+                done = watcher.batches_done()
+                print(f"  {now - t0:5.1f}s: {done}/{result.batches} batches done", file=sys.stderr)
+                last_print = now
+            if now - t0 > timeout:
+                raise TimeoutError(f"digest {digest_id} still sending after {timeout:.0f}s")
+            time.sleep(0.2)
+    finally:
+        watcher.close()
     t3 = time.perf_counter()
     result.sending_s, result.end_to_end_s = t3 - t2, t3 - t0
     cpu3 = sampler.cpu_snapshot()

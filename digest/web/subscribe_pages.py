@@ -135,7 +135,7 @@ class SubscribeGuard:
         self.per_ip = parse_limits(per_ip)
         self.per_email = parse_limits(per_email)
         self.batcher: MicroBatcher[SignupAttempt, Response] = MicroBatcher(
-            partial(handle_signups, self), max_batch=64, concurrency=2, name="signups"
+            partial(handle_signups, self), max_batch=64, concurrency=1, name="signups"
         )
 
 

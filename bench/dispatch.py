@@ -263,7 +263,8 @@ def run(
     for name, memory in records.items():
         result.rss_kb[name] = memory.peak_process_kb
         if name.startswith("bench-worker"):
-            result.rss_kb[name + " (all processes)"] = memory.peak_tree_kb
+            result.rss_kb[name + " (all processes, RSS sum)"] = memory.peak_tree_kb
+            result.rss_kb[name + " (all processes, PSS)"] = memory.peak_tree_pss_kb
     checked = _compare_with_server(database_url, record, result.digest_id)
     result.duplicates = checked["duplicates"]
     result.missing = checked["missing"]

@@ -232,12 +232,26 @@ def read_status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def read_pss_kb(pid: int) -> int:
+    """Proportional set size in KiB: shared pages split between the processes sharing them."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
+        pass
+    return 0
+
+
 @dataclass
 class MemoryRecord:
     """What the sampler learnt about one named process tree."""
 
     peak_process_kb: int = 0  # the largest VmHWM of any single process in the tree
     peak_tree_kb: int = 0  # the largest sum of VmRSS over the tree in one sample
+    # the same with PSS (pages shared by a prefork parent and its children counted once)
+    peak_tree_pss_kb: int = 0
     samples: list[tuple[float, int]] = field(default_factory=list)  # (elapsed s, tree RSS KiB)
     cpu_by_pid: dict[int, float] = field(default_factory=dict)  # user + system seconds, latest
 
@@ -304,9 +318,10 @@ class MemorySampler:
                 tree = [root, *root.children(recursive=True)]
             except psutil.Error:
                 continue
-            total = 0
+            total = pss = 0
             for process in tree:
                 total += read_status_kb(process.pid, "VmRSS")
+                pss += read_pss_kb(process.pid)
                 record.peak_process_kb = max(
                     record.peak_process_kb, read_status_kb(process.pid, "VmHWM")
                 )
@@ -314,6 +329,7 @@ class MemorySampler:
                     times = process.cpu_times()
                     record.cpu_by_pid[process.pid] = times.user + times.system
             record.peak_tree_kb = max(record.peak_tree_kb, total)
+            record.peak_tree_pss_kb = max(record.peak_tree_pss_kb, pss)
             if keep:
                 record.samples.append((now, total))
         self._sample_postgres()

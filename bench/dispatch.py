@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -397,6 +398,14 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def _load_result(path: Path) -> Result:
+    data = json.loads(path.read_text())
+    data.pop("machine", None)
+    data["load_before"] = tuple(data["load_before"])
+    data["load_after"] = tuple(data["load_after"])
+    return Result(**data)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, action="append", help="repeatable; 100000")
@@ -405,20 +414,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
     parser.add_argument("--database", default="digest_bench")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args(argv)
-    results = []
-    for recipients in args.recipients or [100_000]:
+    sizes = args.recipients or [100_000]
+    if args.json_out is not None or len(sizes) == 1:
         result = run(
-            recipients,
+            sizes[0],
             segments=args.segments,
             workers=args.workers,
             concurrency=args.concurrency,
             database=args.database,
             timeout=args.timeout,
         )
-        results.append(result)
-        out = OUT_DIR / f"result-{recipients}.json"
+        out = args.json_out or OUT_DIR / f"result-{sizes[0]}.json"
         out.write_text(json.dumps({**asdict(result), "machine": platform.node()}, indent=1))
+        if args.json_out is not None:
+            return 0
+        results = [result]
+    else:
+        # Each size in a fresh interpreter: the Celery app binds its broker at import time.
+        results = []
+        common = [f"--segments={args.segments}", f"--workers={args.workers}"]
+        common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
+        common += [f"--timeout={args.timeout}"]
+        for recipients in sizes:
+            out = OUT_DIR / f"result-{recipients}.json"
+            out.unlink(missing_ok=True)
+            argv_one = ["-m", "bench.dispatch", f"--recipients={recipients}", *common]
+            subprocess.run([PYTHON, *argv_one, f"--json-out={out}"], check=True, cwd=ROOT)
+            results.append(_load_result(out))
     print(table(results))
     bad = [
         r for r in results if r.duplicates or r.missing or r.unexpected or r.digest_status != "sent"

@@ -47,6 +47,9 @@ ADMIN_URL = os.environ.get(
 )
 OUT_DIR = ROOT / "var" / "bench"
 TARGET_RATE = 1000.0
+# Connections open one by one, as clients arrive, not in one burst: uvicorn's workers share one
+# listening socket, and a burst of connects is accepted mostly by whichever worker wakes first.
+CONNECT_GAP = 0.005
 TARGET_P99_MS = 100.0
 
 
@@ -76,6 +79,7 @@ async def _connection(
     accepted_out: list[str],
     interval: float = 0.0,
     first_at: float = 0.0,
+    connect_at: float = 0.0,
 ) -> None:
     """One keep-alive connection posting signups until `stop_at`.
 
@@ -83,10 +87,11 @@ async def _connection(
     a fixed schedule, latency counted from the scheduled time, so a server that falls behind
     shows it in the latency instead of slowing the driver down (no coordinated omission).
     """
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(max(0.0, connect_at - loop.time()))
     reader, writer = await asyncio.open_connection(host, port)
     sequence = 0
-    loop = asyncio.get_running_loop()
-    scheduled = first_at
+    scheduled = max(first_at, loop.time())
     while loop.time() < stop_at:
         if interval:
             delay = scheduled - loop.time()
@@ -154,6 +159,7 @@ async def _drive(args: argparse.Namespace) -> DriveResult:
                 accepted,
                 interval,
                 start + interval * i / args.connections,
+                start + CONNECT_GAP * i,
             )
             for i in range(args.connections)
         )
@@ -281,6 +287,22 @@ def cpu_seconds(server_pid: int) -> dict[str, float]:
     return totals
 
 
+def connections_per_worker(server_pid: int, port: int) -> list[int]:
+    """How the kernel spread the driver's connections over the uvicorn worker processes."""
+    counts = []
+    for child in psutil.Process(server_pid).children():
+        try:
+            if "resource_tracker" in " ".join(child.cmdline()):
+                continue
+            connections = child.net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        counts.append(
+            sum(1 for c in connections if c.status == "ESTABLISHED" and c.laddr.port == port)
+        )
+    return sorted(counts, reverse=True)
+
+
 def server_env(db_url: str, redis_base: str, per_ip: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     env.update(
@@ -382,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         driver.start()
         time.sleep(args.warmup)
         cpu_before, load_before = cpu_seconds(server.pid), os.getloadavg()[0]
+        spread = connections_per_worker(server.pid, port)
         driver.popen.wait(timeout=args.duration + args.warmup + 120)  # type: ignore[union-attr]
         cpu_after, load_after = cpu_seconds(server.pid), os.getloadavg()[0]
         if driver.popen.returncode != 0:  # type: ignore[union-attr]
@@ -420,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             "driver": round(1000 * drive.cpu_s / max(1, drive.accepted + drive.warmup_accepted), 3),
         },
         "load_average_1m": [round(load_before, 2), round(load_after, 2)],
+        "connections_per_worker": spread,
         "cpus": os.cpu_count(),
         "verification": check,
     }
@@ -435,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         "CPU per signup (ms): "
         + ", ".join(f"{k} {v}" for k, v in summary["cpu_ms_per_signup"].items())
         + f"; 1-min load average {summary['load_average_1m']} on {os.cpu_count()} CPUs"
+        + f"; connections per uvicorn worker {spread}"
     )
     print()
     print(

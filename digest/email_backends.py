@@ -13,6 +13,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid, parseaddr
 from pathlib import Path
@@ -27,6 +28,9 @@ PREFERENCES_TOKEN = "-preferences_url-"
 
 
 _LINE_BREAKS = re.compile(r"[\r\n\x00]+")
+
+
+MIME_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
 def header_safe(value: str) -> str:
@@ -128,7 +132,8 @@ class OutboxBackend:
 
     def build(self, message: Message, recipient: Recipient) -> EmailMessage:
         subs = recipient.substitutions
-        mime = EmailMessage()
+        # Fold only past RFC 5322's hard limit, so a `<url>` header value stays on its line.
+        mime = EmailMessage(policy=MIME_POLICY)
         mime["Subject"] = header_safe(fill_tokens(message.subject, subs))
         mime["From"] = header_safe(message.from_email or self.from_email)
         to_name = header_safe(recipient.name or "")

@@ -145,8 +145,10 @@ def describe_panel(tool: Tool) -> str:
 
 
 def describe_community(tool: Tool) -> str:
-    """ "community 82 % of 211 votes" or "no community votes"."""
-    ship, skip = tool.community_ship or 0, tool.community_skip or 0
+    """ "community 82 % of 211 votes", "no community votes" or "community not stated"."""
+    if tool.community_ship is None or tool.community_skip is None:
+        return "community not stated"
+    ship, skip = tool.community_ship, tool.community_skip
     total = ship + skip
     if total == 0:
         return "no community votes"

@@ -159,7 +159,9 @@ def panel_line(tool: Tool) -> str:
 
 
 def community_line(tool: Tool) -> str:
-    ship, skip = tool.community_ship or 0, tool.community_skip or 0
+    if tool.community_ship is None or tool.community_skip is None:
+        return "Community votes not stated"  # the page did not say; never guess "none"
+    ship, skip = tool.community_ship, tool.community_skip
     total = ship + skip
     if not total:
         return "No community votes yet"

@@ -140,6 +140,15 @@ def test_entry_shows_community_share_or_no_community_votes_yet(pg: str) -> None:
         assert "No community votes yet" in part
 
 
+def test_entry_says_community_not_stated_when_the_page_did_not_say(pg: str) -> None:
+    unstated = tool("Parsewell", ship=2, skip=2, community=None)
+    with session_scope() as session:
+        email = weekly(session, comparison("quillmate-vs-parsewell", b=unstated))
+    for part in both(email):
+        assert "Community votes not stated" in part
+        assert "community not stated" in part
+
+
 def test_entry_shows_entry_price_pricing_and_best_for(pg: str) -> None:
     with session_scope() as session:
         email = weekly(session, quill_vs_parse())

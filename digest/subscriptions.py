@@ -343,6 +343,15 @@ class Consent:
     ip_hash: str | None
 
 
+@lru_cache(maxsize=1)
+def _suppressed_statement() -> Any:
+    """Which of these address hashes are suppressed (Core, built once: the hot path)."""
+    table: Table = Suppression.__table__
+    return select(table.c.email_hash).where(
+        table.c.email_hash.in_(bindparam("keys", expanding=True))
+    )
+
+
 @lru_cache(maxsize=4)
 def _bulk_insert_statement(dialect: str) -> Any:
     """INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING id, email (executemany)."""
@@ -370,9 +379,9 @@ def subscribe_many(
     """
     now = now or datetime.now(UTC)
     results: list[SubscribeResult | None] = [None] * len(signups)
-    keys = {email_hash(signup.email) for signup, _ in signups}
+    keys = sorted({email_hash(signup.email) for signup, _ in signups})
     suppressed = set(
-        session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(keys)))
+        session.connection().execute(_suppressed_statement(), {"keys": keys}).scalars()
     )
     first: dict[str, int] = {}  # lower-cased address -> the first signup of it in this batch
     for index, (signup, _) in enumerate(signups):

@@ -14,7 +14,12 @@ from rich.table import Table
 if TYPE_CHECKING:
     from digest.planning import PlanReport
 
-app = typer.Typer(no_args_is_help=True, help="Weekly AI Tool Verdicts: the digest service.")
+# Plain tracebacks: Rich's would print local variables, and those can hold secrets.
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Weekly AI Tool Verdicts: the digest service.",
+    pretty_exceptions_enable=False,
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 schema_app = typer.Typer(no_args_is_help=True, help="JSON Schemas of inbound events.")
 app.add_typer(db_app, name="db")

@@ -21,6 +21,10 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
+    from digest.db import get_engine
+    from digest.settings import get_settings
+
+    get_engine(url or get_settings().database_url)  # creates a SQLite file's folder
     command.upgrade(alembic_config(url), revision)
 
 

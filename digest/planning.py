@@ -42,11 +42,10 @@ from sqlalchemy import (
     null,
     or_,
     select,
-    text,
 )
 from sqlalchemy.orm import Session
 
-from digest.addresses import email_hash
+from digest.addresses import email_hash, suppressed_hashes
 from digest.settings import get_settings
 from schema.models import (
     Comparison,
@@ -421,27 +420,13 @@ def _pages(session: Session, conditions: list[ColumnElement[bool]]) -> Any:
             return
         unknown = [row[1] for row in rows if row[3] is None]
         if unknown:
-            blocked = _suppressed(session, [email_hash(email) for email in unknown])
+            blocked = suppressed_hashes(session, [email_hash(email) for email in unknown])
             rows = [
                 row if row[3] is not None else (*row[:3], email_hash(row[1]) in blocked)
                 for row in rows
             ]
         yield rows
         last = rows[-1][0]
-
-
-def _suppressed(session: Session, hashes: list[str]) -> set[str]:
-    """Which of these address hashes a suppression holds (one query per page)."""
-    if session.get_bind().dialect.name == "postgresql":
-        found = session.execute(
-            text("SELECT email_hash FROM suppressions WHERE email_hash = ANY(:hashes)"),
-            {"hashes": hashes},
-        ).scalars()
-    else:
-        found = session.scalars(
-            select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
-        )
-    return set(found)
 
 
 # --- the plan -----------------------------------------------------------------------------------
@@ -667,7 +652,7 @@ def _stream(session: Session, digest: Digest, planner: _Planner) -> int:
         subscriber = session.get(Subscriber, options["to_subscriber_id"])
         if subscriber is None or subscriber.status in UNMAILABLE:
             return 0
-        if _suppressed(session, [email_hash(subscriber.email)]):
+        if suppressed_hashes(session, [email_hash(subscriber.email)]):
             return 1
         segment = planner.segment_for(())
         if isinstance(segment, _Segment):

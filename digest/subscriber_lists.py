@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from digest.addresses import email_hash
+from digest.addresses import email_hash, suppressed_hashes
 from digest.subscriptions import (
     InvalidField,
     available_categories,
@@ -31,7 +31,7 @@ from digest.subscriptions import (
     clean_timezone,
     normalise_email,
 )
-from schema.models import Subscriber, Suppression
+from schema.models import Subscriber
 
 COLUMNS = ("email", "name", "categories", "frequency", "timezone")
 EXPORT_COLUMNS = (*COLUMNS, "status")
@@ -159,24 +159,11 @@ def _insert_ignoring_known(
     return len(rows) - int(known or 0)
 
 
-def _suppressed(session: Session, hashes: list[str]) -> set[str]:
-    if session.get_bind().dialect.name == "postgresql":
-        found = session.execute(
-            text("SELECT email_hash FROM suppressions WHERE email_hash = ANY(:hashes)"),
-            {"hashes": hashes},
-        ).scalars()
-    else:
-        found = session.scalars(
-            select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
-        )
-    return set(found)
-
-
 def _flush(
     session: Session, chunk: list[dict[str, Any]], base: dict[str, Any], report: ImportReport
 ) -> None:
     hashes = {email_hash(r["email"]): r for r in chunk}
-    blocked = _suppressed(session, list(hashes))
+    blocked = suppressed_hashes(session, list(hashes))
     keep = [r for h, r in hashes.items() if h not in blocked]
     report.suppressed += len(chunk) - len(keep)
     if keep:

@@ -15,6 +15,10 @@ signup of the app, PostgreSQL, Redis and the driver (the machine may be shared: 
 average is printed too); then every accepted address is looked up in the database and every
 confirmation message is read back from the broker's queue.
 
+The driver shares the 2 CPUs with the server; it is reniced (-10 by default, as root) so that its
+own clock is not late behind the server's work: in open loop a late driver counts its own
+scheduling delay as latency. It uses about a tenth of a CPU at 1,000 requests/s.
+
 The per-IP limit is raised for the run (DIGEST_SUBSCRIBE_RATE_PER_IP, default 200000/minute):
 the driver is one IP, and the production default (20/minute) would refuse nearly everything.
 The per-address limit keeps its default; every address is new, so it is checked on each request
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -180,7 +185,11 @@ def drive_main(argv: list[str]) -> None:
     parser.add_argument("--accepted-file", required=True)
     parser.add_argument("--result-file", required=True)
     parser.add_argument("--rate", type=float, default=0.0)
+    parser.add_argument("--priority", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.priority:  # the measuring instrument should not queue behind the server for a CPU
+        with contextlib.suppress(PermissionError):
+            os.nice(-args.priority)
     try:
         import uvloop
 
@@ -342,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="open loop: offer this many signups/s on a fixed schedule (0: closed loop)",
     )
+    parser.add_argument(
+        "--driver-priority",
+        type=int,
+        default=10,
+        help="renice the driver by -N (root only) so its clock is not late behind the server",
+    )
     args = parser.parse_args(argv)
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -397,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"--accepted-file={accepted_file}",
                 f"--result-file={result_file}",
                 f"--rate={args.rate}",
+                f"--priority={args.driver_priority}",
             ],
             log_dir=OUT_DIR,
         )
@@ -444,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "load_average_1m": [round(load_before, 2), round(load_after, 2)],
         "connections_per_worker": spread,
+        "driver_priority": args.driver_priority,
         "cpus": os.cpu_count(),
         "verification": check,
     }

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fault lint format serve worker beat bench bench-subscribe soak chromium clean
+.PHONY: install demo test test-fault lint format serve worker beat bench bench-subscribe bench-webhooks soak chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench: $(STAMP)
 
 bench-subscribe: $(STAMP)
 	$(BIN)/python -m bench.subscribe $(BENCH_ARGS)
+
+bench-webhooks: $(STAMP)
+	$(BIN)/python -m bench.webhooks $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

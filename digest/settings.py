@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     webhook_max_age: int = 600  # seconds; 0 turns the age check off
     webhook_max_future: int = 300  # seconds a signed timestamp may run ahead of our clock
     webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger bodies get 413
+    # A stored webhook body still unprocessed this long lost its task: beat queues it again.
+    webhook_requeue_after: float = Field(default=300.0, gt=0)
     soft_bounce_limit: int = Field(default=3, ge=1)  # consecutive soft bounces → bounced
     machine_click_seconds: int = Field(default=10, ge=0)  # click this soon after delivery: a bot
     machine_click_links: int = Field(default=3, ge=2)  # this many links clicked in that window

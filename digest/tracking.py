@@ -595,13 +595,15 @@ def process_batch(
     return outcome
 
 
-def pending_batches(session: Session, limit: int = 1000) -> list[int]:
-    """Ids of stored batches not processed yet (a worker was down, or a task was lost)."""
-    return list(
-        session.scalars(
-            select(WebhookBatch.id)
-            .where(WebhookBatch.processed_at.is_(None))
-            .order_by(WebhookBatch.id)
-            .limit(limit)
-        )
-    )
+def pending_batches(
+    session: Session, limit: int = 1000, older_than: float | None = None
+) -> list[int]:
+    """Ids of stored batches not processed yet (a worker was down, or a task was lost).
+
+    `older_than` (seconds) leaves alone the bodies whose task may simply still be queued.
+    """
+    query = select(WebhookBatch.id).where(WebhookBatch.processed_at.is_(None))
+    if older_than is not None:
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than)
+        query = query.where(WebhookBatch.received_at < cutoff)
+    return list(session.scalars(query.order_by(WebhookBatch.id).limit(limit)))

@@ -406,3 +406,38 @@ def test_process_webhooks_command_picks_up_batches_no_worker_took(signer, sent) 
     assert "processed 1 batch(es)" in result.output
     assert status_of(sent, CY) == "complained"
     assert CliRunner().invoke(cli, ["process-webhooks"]).output.strip() == "processed 0 batch(es)"
+
+
+def test_beat_requeues_webhook_bodies_left_unprocessed_past_the_grace(signer, sent) -> None:
+    from sqlalchemy import update
+
+    from digest.webhooks import store_batch
+    from tests.signed_webhooks import body_of
+    from workers.tasks import requeue_unprocessed_webhooks
+
+    with session_scope() as session:  # stored by the endpoint, but the task was lost
+        old_id = store_batch(session, body_of([event_for(sent, "spamreport", CY)]), 1).id
+        store_batch(session, body_of([event_for(sent, "spamreport", BO)]), 1)
+        session.execute(
+            update(WebhookBatch)
+            .where(WebhookBatch.id == old_id)
+            .values(received_at=datetime.now(UTC) - timedelta(minutes=10))
+        )
+    requeued = requeue_unprocessed_webhooks()
+    assert requeued == [old_id]
+    assert status_of(sent, CY) == "complained"
+    assert status_of(sent, BO) == "active"  # its own task may still be queued: left alone
+
+
+def test_beat_schedule_names_only_registered_tasks() -> None:
+    from workers.app import app as celery_app
+    from workers.tasks import requeue_unprocessed_webhooks  # noqa: F401  (registers the tasks)
+
+    scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
+    assert scheduled == {
+        "digest.fire_weekly_slots",
+        "digest.reap_stale_claims",
+        "digest.requeue_orphaned_batches",
+        "digest.requeue_unprocessed_webhooks",
+    }
+    assert scheduled <= set(celery_app.tasks)

@@ -41,14 +41,32 @@ def make_app() -> Celery:
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,
-        # Each tick checks whether a timezone wave of the weekly digest is due
-        # (digest/schedule.py); a tick nobody ran in time is dropped, the next does its work.
+        # Every periodic job, in one place. Each checks the database for due work, so a tick
+        # nobody ran in time (expired) is simply done by the next one.
         beat_schedule={
+            # a timezone wave of the weekly digest is due (digest/schedule.py)
             "digest.fire_weekly_slots": {
                 "task": "digest.fire_weekly_slots",
                 "schedule": settings.beat_interval,
                 "options": {"expires": settings.beat_interval},
-            }
+            },
+            # batches left `sending` by a lost worker become ambiguous (digest/operations.py)
+            "digest.reap_stale_claims": {
+                "task": "digest.reap_stale_claims",
+                "schedule": settings.send_reap_interval,
+                "options": {"expires": settings.send_reap_interval},
+            },
+            # pending batches whose task was lost are queued again; the claim stops duplicates
+            "digest.requeue_orphaned_batches": {
+                "task": "digest.requeue_orphaned_batches",
+                "schedule": settings.send_orphan_after / 2,
+            },
+            # stored webhook bodies whose processing task was lost are queued again
+            "digest.requeue_unprocessed_webhooks": {
+                "task": "digest.requeue_unprocessed_webhooks",
+                "schedule": settings.webhook_requeue_after,
+                "options": {"expires": settings.webhook_requeue_after},
+            },
         },
     )
     return celery

@@ -15,7 +15,7 @@ from digest import alerts, operations, planning, schedule, sending, transactiona
 from digest.db import session_scope
 from digest.email_backends import TransientSendError
 from digest.settings import get_settings
-from digest.tracking import process_batch
+from digest.tracking import pending_batches, process_batch
 from workers.app import app
 
 __all__ = ["app"]
@@ -34,6 +34,19 @@ def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
     with session_scope() as session:
         return process_batch(session, batch_id).inserted
+
+
+@app.task(name="digest.requeue_unprocessed_webhooks", acks_late=True)
+def requeue_unprocessed_webhooks() -> list[int]:
+    """Stored webhook bodies nobody processed (a task lost with the broker): queue them again.
+
+    Processing is idempotent (events are deduplicated), so a body queued twice counts once.
+    """
+    with session_scope() as session:
+        batch_ids = pending_batches(session, older_than=get_settings().webhook_requeue_after)
+    for batch_id in batch_ids:
+        process_webhook_batch.delay(batch_id)
+    return batch_ids
 
 
 # --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------
@@ -83,21 +96,6 @@ def requeue_orphaned_batches() -> list[int]:
     for batch_id in batch_ids:
         send_batch.delay(batch_id)
     return batch_ids
-
-
-def _schedule_dispatch_housekeeping() -> None:
-    settings = get_settings()
-    app.add_periodic_task(
-        settings.send_reap_interval, reap_stale_claims.s(), name="digest.reap_stale_claims"
-    )
-    app.add_periodic_task(
-        settings.send_orphan_after / 2,
-        requeue_orphaned_batches.s(),
-        name="digest.requeue_orphaned_batches",
-    )
-
-
-_schedule_dispatch_housekeeping()
 
 
 # --- subscriber emails: confirmation, welcome, goodbye (digest/transactional.py) ----------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,8 +14,16 @@ from digest.web import admin_api, health, ingest_api, subscribe_pages, webhooks_
 from digest.web.body_limit import BodySizeLimit
 
 
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """Serving processes only (uvicorn runs this; importing the module does not)."""
+    tune_garbage_collector()
+    yield
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="Weekly AI Tool Verdicts",
         version="0.1.0",
         description="Subscriptions, ingest, operator and webhook endpoints of the digest service.",
@@ -51,4 +61,3 @@ def tune_garbage_collector() -> None:
 
 
 app = create_app()
-tune_garbage_collector()

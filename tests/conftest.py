@@ -127,20 +127,24 @@ def sqlite(base_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s
     return url
 
 
-@pytest.fixture
-def seeds_dir() -> Path:
+def seeds_folder() -> Path:
     """The published sample pages in ../shared/seeds (read at test time, never copied here).
 
     CI always has the folder, so a missing one fails there; elsewhere the tests are skipped.
     """
     default = Path(__file__).resolve().parents[2] / "shared" / "seeds"
     folder = Path(os.environ.get("DIGEST_SEEDS_DIR") or default)
-    if not folder.is_dir():
+    if not folder.is_dir() or not list(folder.glob("*.txt")):
         message = f"seed pages folder {folder} not found (set DIGEST_SEEDS_DIR)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@pytest.fixture
+def seeds_dir() -> Path:
+    return seeds_folder()
 
 
 def read_outbox(folder: Path) -> list[EmailMessage]:

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.db import session_scope
 from schema.models import Comparison
-from tests.test_preview import seeds_folder
+from tests.conftest import seeds_folder
 
 pytestmark = pytest.mark.browser
 

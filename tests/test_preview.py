@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from digest.cli import app
 from digest.db import session_scope
 from digest.email_backends import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+from tests.conftest import seeds_folder
 from tests.factories import NOW, comparison, published, store, tool
 from tests.test_rendering import Page
 
@@ -23,18 +23,6 @@ WINDOW = ["--since", "2026-11-20", "--until", "2026-11-24"]
 
 def run(*args: str) -> object:
     return CliRunner().invoke(app, list(args))
-
-
-def seeds_folder() -> Path:
-    """The shared seed pages (DIGEST_SEEDS_DIR, else ../shared/seeds beside the repository)."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "seeds"
-    folder = Path(os.environ.get("DIGEST_SEEDS_DIR") or default)
-    if not folder.is_dir() or not list(folder.glob("*.txt")):
-        message = f"seed pages folder {folder} not found (set DIGEST_SEEDS_DIR)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return folder
 
 
 @pytest.fixture

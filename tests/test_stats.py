@@ -17,31 +17,18 @@ from typer.testing import CliRunner
 
 from bench.procs import Proc, free_port, port_open, wait_for
 from digest.cli import app as cli
-from digest.db import reset_caches, session_scope
+from digest.db import session_scope
 from digest.stats import digest_stats
-from digest.web.app import create_app
 from schema.models import DeliveryBatch, WebhookBatch
 from tests.sendgrid_fixtures import _module_sendgrid, fake_sendgrid, sendgrid_env  # noqa: F401
 from tests.sent_digests import T0, SentDigest, sent_digest
-from tests.signed_webhooks import Signer, eager_celery, post_events, sg_event
+from tests.signed_webhooks import Signer, post_events, sg_event
+
+pytest_plugins = ["tests.webhook_fixtures"]
 
 ADA, BO, CY, DI = "ada@example.test", "bo@example.test", "cy@example.test", "di@example.test"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv running the tests
-
-
-@pytest.fixture
-def signer(pg: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Signer]:
-    signer = Signer()
-    monkeypatch.setenv("DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
-    reset_caches()
-    with eager_celery():
-        yield signer
-
-
-@pytest.fixture
-def client(signer: Signer) -> TestClient:
-    return TestClient(create_app())
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,21 +23,9 @@ from schema.models import (
 from tests.sent_digests import T0, SentDigest, sent_digest
 from tests.signed_webhooks import Signer, eager_celery, post_events, sg_event
 
+pytest_plugins = ["tests.webhook_fixtures"]
+
 ADA, BO, CY = "ada@example.test", "bo@example.test", "cy@example.test"
-
-
-@pytest.fixture
-def signer(pg: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Signer]:
-    signer = Signer()
-    monkeypatch.setenv("DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY", signer.public_key)
-    reset_caches()
-    with eager_celery():
-        yield signer
-
-
-@pytest.fixture
-def client(signer: Signer) -> TestClient:
-    return TestClient(create_app())
 
 
 @pytest.fixture

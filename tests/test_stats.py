@@ -19,6 +19,7 @@ from bench.procs import Proc, free_port, port_open, wait_for
 from digest.cli import app as cli
 from digest.db import session_scope
 from digest.stats import digest_stats
+from digest.web.app import create_app
 from schema.models import DeliveryBatch, WebhookBatch
 from tests.sendgrid_fixtures import _module_sendgrid, fake_sendgrid, sendgrid_env  # noqa: F401
 from tests.sent_digests import T0, SentDigest, sent_digest
@@ -29,6 +30,11 @@ pytest_plugins = ["tests.webhook_fixtures"]
 ADA, BO, CY, DI = "ada@example.test", "bo@example.test", "cy@example.test", "di@example.test"
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv running the tests
+
+
+@pytest.fixture
+def client(signer: Signer) -> TestClient:
+    return TestClient(create_app())
 
 
 @pytest.fixture

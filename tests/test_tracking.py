@@ -29,6 +29,11 @@ ADA, BO, CY = "ada@example.test", "bo@example.test", "cy@example.test"
 
 
 @pytest.fixture
+def client(signer: Signer) -> TestClient:
+    return TestClient(create_app())
+
+
+@pytest.fixture
 def sent(signer: Signer) -> SentDigest:
     with session_scope() as session:
         return sent_digest(session, [ADA, BO, CY])

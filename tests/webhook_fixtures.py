@@ -1,6 +1,8 @@
-"""Fixtures for webhook tests: a signing key the app trusts, and a client of the app.
+"""Fixture for webhook tests: a signing key the app trusts.
 
-Load them in a test module with `pytest_plugins = ["tests.webhook_fixtures"]`.
+Fixtures of a `pytest_plugins` module are seen by every later test module, so only names no
+other module uses belong here (a shared `client` would shadow the subscription tests' own).
+Load it in a test module with `pytest_plugins = ["tests.webhook_fixtures"]`.
 """
 
 from __future__ import annotations
@@ -8,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
 
 from digest.db import reset_caches
-from digest.web.app import create_app
 from tests.signed_webhooks import Signer, eager_celery
 
 
@@ -23,8 +23,3 @@ def signer(pg: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Signer]:
     reset_caches()
     with eager_celery():
         yield signer
-
-
-@pytest.fixture
-def client(signer: Signer) -> TestClient:
-    return TestClient(create_app())

@@ -6,6 +6,7 @@ Every caller (web request, CLI command, worker task) opens its own short session
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -26,9 +27,21 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-@lru_cache(maxsize=8)
+_ENGINES: dict[str, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
 def get_engine(url: str | None = None) -> Engine:
+    """One engine (one connection pool) per database URL and process."""
     url = url or get_settings().database_url
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = _ENGINES[url] = _create_engine(url)
+    return engine
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -69,7 +82,15 @@ def session_scope() -> Iterator[Session]:
 
 
 def reset_caches() -> None:
-    """Forget engines and settings (tests switch databases between runs)."""
-    for engine_fn in (_sessionmaker, get_engine):
-        engine_fn.cache_clear()
+    """Forget engines and settings (tests switch databases between runs).
+
+    Engines are disposed, not just forgotten: a dropped pool would keep its connections open
+    until the garbage collector found it.
+    """
+    with _ENGINES_LOCK:
+        engines = list(_ENGINES.values())
+        _ENGINES.clear()
+    for engine in engines:
+        engine.dispose()
+    _sessionmaker.cache_clear()
     get_settings.cache_clear()

@@ -147,6 +147,7 @@ def install(app: FastAPI) -> None:
         settings.subscribe_rate_per_ip,
         settings.subscribe_rate_per_email,
     )
+    app.add_exception_handler(BadManageLink, _bad_manage_link)
     app.include_router(router)
 
 
@@ -553,15 +554,24 @@ def confirm(token: str) -> HTMLResponse:
 # --- unsubscribe ---------------------------------------------------------------------------
 
 
-def _manage_id(token: str) -> int | HTMLResponse:
+class BadManageLink(Exception):
+    """An unsubscribe or preferences token that was cut short, changed or forged."""
+
+
+def _manage_id(token: str) -> int:
+    """The subscriber a manage link names; a bad link becomes the 400 page (see `install`)."""
     try:
         return read_manage_token(token)
-    except InvalidToken:
-        return message_page(
-            400,
-            "This link does not work",
-            "It may have been cut short or changed. Use the link from your latest email.",
-        )
+    except InvalidToken as exc:
+        raise BadManageLink from exc
+
+
+def _bad_manage_link(_request: Request, _exc: Exception) -> HTMLResponse:
+    return message_page(
+        400,
+        "This link does not work",
+        "It may have been cut short or changed. Use the link from your latest email.",
+    )
 
 
 @router.get(
@@ -572,8 +582,6 @@ def _manage_id(token: str) -> int | HTMLResponse:
 )
 def unsubscribe_page(token: str) -> HTMLResponse:
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     with session_scope() as session:
         subscriber = subscriptions.get_subscriber(session, subscriber_id)
         status = subscriber.status if subscriber else None
@@ -592,8 +600,6 @@ def unsubscribe_page(token: str) -> HTMLResponse:
 def unsubscribe(token: str) -> HTMLResponse:
     """Works with the page's button and with mail clients' one-click POST (no cookies)."""
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     with session_scope() as session:
         outcome = subscriptions.unsubscribe(session, subscriber_id)
     if outcome == "missing":
@@ -657,8 +663,6 @@ def _gone() -> HTMLResponse:
 )
 def preferences_page(token: str) -> HTMLResponse:
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     with session_scope() as session:
         subscriber = subscriptions.get_subscriber(session, subscriber_id)
         if subscriber is None:
@@ -688,8 +692,6 @@ def save_preferences(
     token: str, pairs: list[tuple[str, str]] = Depends(form_pairs)
 ) -> HTMLResponse:
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     values = _form_fields(pairs)
     try:
         with session_scope() as session:
@@ -736,8 +738,6 @@ def save_preferences(
 )
 def export(token: str) -> Response:
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     with session_scope() as session:
         data = subscriptions.export_data(session, subscriber_id)
     if data is None:
@@ -763,8 +763,6 @@ def export(token: str) -> Response:
 )
 def delete(token: str) -> HTMLResponse:
     subscriber_id = _manage_id(token)
-    if isinstance(subscriber_id, HTMLResponse):
-        return subscriber_id
     with session_scope() as session:
         if subscriptions.get_subscriber(session, subscriber_id) is None:
             return message_page(404, "Subscription not found", "There is nothing to delete.")

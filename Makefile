@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/digest demo
+	DIGEST_ENV=development $(BIN)/digest demo
 
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
@@ -39,13 +39,13 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 serve: $(STAMP)
-	$(BIN)/digest serve
+	DIGEST_ENV=$${DIGEST_ENV:-development} $(BIN)/digest serve
 
 worker: $(STAMP)
-	$(BIN)/celery -A workers worker --loglevel=INFO
+	DIGEST_ENV=$${DIGEST_ENV:-development} $(BIN)/celery -A workers worker --loglevel=INFO
 
 beat: $(STAMP)
-	$(BIN)/celery -A workers beat --loglevel=INFO
+	DIGEST_ENV=$${DIGEST_ENV:-development} $(BIN)/celery -A workers beat --loglevel=INFO
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.dispatch $(BENCH_ARGS)

@@ -60,8 +60,8 @@ ADMIN_URL = os.environ.get(
     "DIGEST_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 OUT_DIR = ROOT / "var" / "bench" / "soak"
-ADMIN_TOKEN = "soak-admin-token"
-API_KEY = "SG.soak-key"
+ADMIN_TOKEN = "soak-admin-token-" + "7f3c9a1e5b2d8046"  # production rules: 32+ chars
+API_KEY = "SG.soak-key-4b8e2a9c71d35f60e1a7b9c2"
 ZONES = ("UTC", "Europe/Berlin", "Asia/Tokyo", "America/New_York", None)
 
 
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         "SENDGRID_API_KEY": API_KEY,
         "DIGEST_SECRET_KEY": "soak-secret-key-0123456789abcdef0123",
         "DIGEST_ADMIN_TOKEN": ADMIN_TOKEN,
-        "DIGEST_INGEST_TOKEN": "soak-ingest-token",
+        "DIGEST_INGEST_TOKEN": "soak-ingest-token-9d2e4f6a8b1c3e5a",
         "DIGEST_PUBLIC_URL": f"http://127.0.0.1:{web_port}",
         "DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY": webhooks.public_key,
         "DIGEST_SUBSCRIBE_RATE_PER_IP": "100000/minute",

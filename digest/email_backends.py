@@ -21,12 +21,6 @@ from typing import Any, Protocol
 
 from digest.settings import Settings, get_settings
 
-# Per-recipient substitution tokens: plain ASCII that survives MJML, URLs and quoted-printable.
-NAME_TOKEN = "-name-"
-UNSUBSCRIBE_TOKEN = "-unsubscribe_url-"
-PREFERENCES_TOKEN = "-preferences_url-"
-
-
 _LINE_BREAKS = re.compile(r"[\r\n\x00]+")
 
 
@@ -38,6 +32,23 @@ def header_safe(value: str) -> str:
     if "\r" in value or "\n" in value or "\x00" in value:
         value = _LINE_BREAKS.sub(" ", value)
     return value.strip()
+
+
+# SendGrid's Mail Send reference: a recipient's name may not contain `;` or `,` (the request is
+# accepted with 202 and the message silently dropped); quotes and angle brackets would end the
+# display name in the To: header that SendGrid builds from it.
+_NAME_UNSAFE = re.compile(r"[;,\"<>\\\x00-\x1f\x7f]+")
+DISPLAY_NAME_MAX = 100
+
+
+def display_name(name: str | None) -> str | None:
+    """A recipient's name as the To: header shows it, within SendGrid's rules; None if empty."""
+    if not name:
+        return None
+    if _NAME_UNSAFE.search(name) or not name.isprintable():
+        name = "".join(ch if ch.isprintable() else " " for ch in _NAME_UNSAFE.sub(" ", name))
+    name = " ".join(name.split())[:DISPLAY_NAME_MAX].strip()
+    return name or None
 
 
 @dataclass
@@ -118,6 +129,11 @@ class EmailBackend(Protocol):
 
 
 def fill_tokens(content: str, substitutions: dict[str, str]) -> str:
+    """What SendGrid does with `substitutions`: each key replaced by its value, raw.
+
+    Safe only because of the rule in `digest.substitution`: keys are unguessable per render and
+    values can neither carry markup nor contain a key.
+    """
     for token, value in substitutions.items():
         content = content.replace(token, value)
     return content
@@ -136,7 +152,7 @@ class OutboxBackend:
         mime = EmailMessage(policy=MIME_POLICY)
         mime["Subject"] = header_safe(fill_tokens(message.subject, subs))
         mime["From"] = header_safe(message.from_email or self.from_email)
-        to_name = header_safe(recipient.name or "")
+        to_name = display_name(recipient.name)
         mime["To"] = formataddr((to_name, recipient.email)) if to_name else recipient.email
         mime["Message-ID"] = make_msgid(domain="verdicts.local")
         for name, value in recipient.headers.items():
@@ -218,8 +234,9 @@ class SendGridBackend:
 
 def _personalization(recipient: Recipient) -> dict[str, Any]:
     to: dict[str, str] = {"email": recipient.email}
-    if recipient.name:
-        to["name"] = header_safe(recipient.name)
+    name = display_name(recipient.name)
+    if name:
+        to["name"] = name
     item: dict[str, Any] = {"to": [to]}
     if recipient.substitutions:
         item["substitutions"] = recipient.substitutions

@@ -505,10 +505,12 @@ class _Planner:
                 inherited.text,
                 self.digest.preheader,
             )
+            nonce = inherited.placeholder_nonce
             rendered = False
         else:
             email = self.renderer(matched, label)
             subject, html, text, preheader = email.subject, email.html, email.text, email.preheader
+            nonce = email.placeholders.nonce if email.placeholders else None
             rendered = True
             self.renders += 1
             if options.get("subject"):
@@ -518,7 +520,12 @@ class _Planner:
         if self.digest.subject is None or key == ALL:
             self.digest.subject, self.digest.preheader = subject[:300], (preheader or "")[:300]
         row = DigestSegment(
-            digest_id=self.digest.id, segment_key=key, subject=subject[:300], html=html, text=text
+            digest_id=self.digest.id,
+            segment_key=key,
+            subject=subject[:300],
+            html=html,
+            text=text,
+            placeholder_nonce=nonce,
         )
         self.session.add(row)
         self.session.flush()

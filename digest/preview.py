@@ -1,6 +1,6 @@
 """`digest preview`: the weekly email a window would produce, written to files, sending nothing.
 
-The files show what one sample reader would receive: the substitution tokens are filled with
+The files show what one sample reader would receive: the render's placeholders are filled with
 sample values, and `digest.eml` is the complete MIME message the outbox backend would write
 (both parts, Subject, From, To, List-Unsubscribe and List-Unsubscribe-Post).
 """
@@ -14,15 +14,7 @@ from pathlib import Path
 from digest import tokens
 from digest.collect import collect_comparisons, weekly_window
 from digest.db import session_scope
-from digest.email_backends import (
-    NAME_TOKEN,
-    PREFERENCES_TOKEN,
-    UNSUBSCRIBE_TOKEN,
-    Message,
-    OutboxBackend,
-    Recipient,
-    fill_tokens,
-)
+from digest.email_backends import Message, OutboxBackend, Recipient, fill_tokens
 from digest.ranking import RankedComparison, rank_comparisons
 from digest.rendering import Entry, RenderedEmail, render_weekly
 from digest.settings import get_settings
@@ -45,16 +37,14 @@ class Preview:
     files: dict[str, Path]
 
 
-def sample_recipient() -> Recipient:
-    unsubscribe = tokens.unsubscribe_url(SAMPLE_SUBSCRIBER_ID)
+def sample_recipient(email: RenderedEmail) -> Recipient:
+    """A sample reader of `email`, its placeholders filled as SendGrid would fill them."""
+    unsubscribe, preferences = tokens.manage_urls(SAMPLE_SUBSCRIBER_ID)
+    assert email.placeholders is not None  # a weekly render always has them
     return Recipient(
         email=SAMPLE_ADDRESS,
         name=SAMPLE_NAME,
-        substitutions={
-            NAME_TOKEN: SAMPLE_NAME,
-            UNSUBSCRIBE_TOKEN: unsubscribe,
-            PREFERENCES_TOKEN: tokens.preferences_url(SAMPLE_SUBSCRIBER_ID),
-        },
+        substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences),
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -80,7 +70,7 @@ def write_preview(
         email = render_weekly(
             [Entry(rank, r.comparison, r.explanation) for rank, r in enumerate(ranked, start=1)]
         )
-    recipient = sample_recipient()
+    recipient = sample_recipient(email)
     settings = get_settings()
     message = Message(
         subject=email.subject,

@@ -1,10 +1,11 @@
 """Render the service's emails: Jinja2 templates of MJML compiled by mjml-python (MRML).
 
 Every email shares `emails/layout.mjml.j2` (and `layout.txt.j2` for its plain-text twin). The
-weekly digest is rendered and compiled once per digest and preference segment; what differs per
-recipient (name, unsubscribe and preferences URLs) stays a substitution token from
-`digest.email_backends`, filled by SendGrid or the outbox backend at send time. Confirmation and
-goodbye emails go to one address at a time, so they are rendered with real values.
+weekly digest and the alert are rendered and compiled once per digest and preference segment;
+what differs per recipient (name, unsubscribe and preferences URLs) stays a placeholder, fresh
+and unguessable for each render (`digest.substitution`), filled by SendGrid or the outbox backend
+at send time. Confirmation, welcome and goodbye emails go to one address at a time, so they are
+rendered with real values and carry no placeholder at all.
 
 Comparison text is hostile ground: MJML templates autoescape, so `<script>` shows as text; every
 field is cut at a word boundary with "…" before it can stretch a layout; subjects and preheaders
@@ -25,8 +26,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
 
-from digest.email_backends import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN, header_safe
+from digest.email_backends import header_safe
 from digest.settings import get_settings
+from digest.substitution import Placeholders, greeting_name
 from schema.models import Comparison, Review, Tool
 
 EMAILS_DIR = Path(__file__).resolve().parent.parent / "emails"
@@ -58,6 +60,21 @@ class RenderedEmail:
     preheader: str
     html: str
     text: str
+    # The keys a recipient's values replace; None for an email rendered with real values.
+    placeholders: Placeholders | None = None
+
+
+@dataclass(frozen=True)
+class Personal:
+    """What the layout shows per recipient: placeholders in a shared render, else real values."""
+
+    greeting: str
+    unsubscribe_url: str = ""
+    preferences_url: str = ""
+
+    @classmethod
+    def placeholders(cls, keys: Placeholders) -> Personal:
+        return cls(keys.name, keys.unsubscribe_url, keys.preferences_url)
 
 
 @dataclass(frozen=True)
@@ -268,16 +285,17 @@ def environment() -> Environment:
     return env
 
 
-def _render(name: str, **context: Any) -> tuple[str, str]:
+def _render(name: str, personal: Personal, **context: Any) -> tuple[str, str]:
     """The email `name` as (html, text): one Jinja render and one MJML compile, plus the twin."""
     settings = get_settings()
     common = {
         "postal_address": one_line(settings.postal_address),
         "site_url": settings.site_url.rstrip("/"),
         "public_url": settings.public_url.rstrip("/"),
-        "unsubscribe_url": UNSUBSCRIBE_TOKEN,
-        "preferences_url": PREFERENCES_TOKEN,
-        "manage_links": True,
+        "greeting_name": personal.greeting,
+        "unsubscribe_url": personal.unsubscribe_url,
+        "preferences_url": personal.preferences_url,
+        "manage_links": bool(personal.unsubscribe_url),
         **context,
     }
     env = environment()
@@ -285,10 +303,6 @@ def _render(name: str, **context: Any) -> tuple[str, str]:
     text = env.get_template(f"{name}.txt.j2").render(common)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     return compile_mjml(mjml_source), text
-
-
-def _greeting_name(name: str | None) -> str:
-    return shorten(name, 60) or "there"
 
 
 def weekly_subject(entries: Sequence[Entry]) -> str:
@@ -318,15 +332,16 @@ def render_weekly(entries: Sequence[Entry], *, segment_label: str | None = None)
     if not entries:
         raise ValueError("entries: a weekly digest needs at least one comparison")
     subject, preheader = weekly_subject(entries), weekly_preheader(entries)
+    keys = Placeholders.fresh()
     html, text = _render(
         "weekly",
+        Personal.placeholders(keys),
         subject=subject,
         preheader=preheader,
-        greeting_name=NAME_TOKEN,
         segment_label=shorten(segment_label, 80) if segment_label else None,
         entries=[entry_view(e.rank, e.comparison, e.explanation) for e in entries],
     )
-    return RenderedEmail(subject, preheader, html, text)
+    return RenderedEmail(subject, preheader, html, text, keys)
 
 
 def render_alert(comparison: Comparison, explanation: str) -> RenderedEmail:
@@ -341,10 +356,11 @@ def render_alert(comparison: Comparison, explanation: str) -> RenderedEmail:
             PREHEADER_MAX,
         )
     )
+    keys = Placeholders.fresh()
     html, text = _render(
-        "alert", subject=subject, preheader=preheader, greeting_name=NAME_TOKEN, entry=entry
+        "alert", Personal.placeholders(keys), subject=subject, preheader=preheader, entry=entry
     )
-    return RenderedEmail(subject, preheader, html, text)
+    return RenderedEmail(subject, preheader, html, text, keys)
 
 
 def render_confirmation(*, name: str | None, confirm_url: str) -> RenderedEmail:
@@ -355,22 +371,22 @@ def render_confirmation(*, name: str | None, confirm_url: str) -> RenderedEmail:
     preheader = "One click and the weekly verdicts start arriving. Didn't ask? Ignore this email."
     html, text = _render(
         "confirmation",
+        Personal(greeting_name(name)),
         subject=subject,
         preheader=preheader,
-        greeting_name=_greeting_name(name),
         confirm_url=confirm_url,
-        manage_links=False,
     )
     return RenderedEmail(subject, preheader, html, text)
 
 
-def render_welcome(*, name: str | None) -> RenderedEmail:
-    """After confirming: the name is real; unsubscribe/preferences links are tokens."""
+def render_welcome(
+    *, name: str | None, unsubscribe_url: str, preferences_url: str
+) -> RenderedEmail:
+    """After confirming: rendered for one address, with its real name and links."""
     subject = "Welcome to Weekly AI Tool Verdicts"
     preheader = "You're in: every week, the comparisons worth your afternoon, best first."
-    html, text = _render(
-        "welcome", subject=subject, preheader=preheader, greeting_name=_greeting_name(name)
-    )
+    personal = Personal(greeting_name(name), unsubscribe_url, preferences_url)
+    html, text = _render("welcome", personal, subject=subject, preheader=preheader)
     return RenderedEmail(subject, preheader, html, text)
 
 
@@ -379,10 +395,6 @@ def render_goodbye(*, name: str | None) -> RenderedEmail:
     subject = "You're unsubscribed from Weekly AI Tool Verdicts"
     preheader = "No more weekly verdicts. Changed your mind? You can subscribe again any time."
     html, text = _render(
-        "goodbye",
-        subject=subject,
-        preheader=preheader,
-        greeting_name=_greeting_name(name),
-        manage_links=False,
+        "goodbye", Personal(greeting_name(name)), subject=subject, preheader=preheader
     )
     return RenderedEmail(subject, preheader, html, text)

@@ -30,20 +30,16 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import Row, exists, func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest import tokens
 from digest.db import session_scope
 from digest.email_backends import (
-    NAME_TOKEN,
-    PREFERENCES_TOKEN,
-    UNSUBSCRIBE_TOKEN,
     AuthFailed,
     BadRecipients,
     DeliveryUnknown,
@@ -55,13 +51,13 @@ from digest.email_backends import (
     get_backend,
 )
 from digest.settings import Settings, get_settings
+from digest.substitution import Placeholders
 from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
 
 log = logging.getLogger(__name__)
 
 # How many times one claim may drop addresses named by a 400 and send the rest again.
 BAD_ADDRESS_ROUNDS = 3
-DEFAULT_NAME = "there"
 
 
 @dataclass
@@ -87,11 +83,11 @@ def send_batch(batch_id: int) -> BatchOutcome:
         attempt, digest_id = batch.attempts, batch.digest_id
         message = build_message(session, batch)
     # The claim is committed and the session closed: only now talk to SendGrid.
-    if not message.recipients:
+    if not message.recipients:  # everyone left since planning, or nothing was pending
         with session_scope() as session:
-            _mark_failed(session, batch_id, "no pending deliveries left in this batch")
+            _mark_empty(session, batch_id)
         _finish(digest_id)
-        return BatchOutcome(batch_id, "failed", "no pending deliveries")
+        return BatchOutcome(batch_id, "cancelled", "no recipient left to send to")
 
     backend = get_backend(settings)
     for _round in range(BAD_ADDRESS_ROUNDS + 1):
@@ -131,8 +127,9 @@ def send_batch(batch_id: int) -> BatchOutcome:
 def finish_digest_if_done(session: Session, digest_id: int, *, refresh: bool = False) -> str | None:
     """Close a `sending` digest once none of its batches is pending or sending.
 
-    It becomes `sent` if any batch was (or may have been) accepted, `failed` if every batch
-    failed; the reason line counts failed deliveries and ambiguous batches. The digest row is
+    It becomes `failed` if some batch failed and none was (or may have been) accepted, else
+    `sent` (a batch whose recipients all left is closed without a request); the reason line
+    counts failed deliveries and ambiguous batches. The digest row is
     locked first, so two workers finishing the last two batches cannot both miss each other's
     commit. `refresh` recomputes the verdict of an already finished digest (after an operator
     resolved an ambiguous batch). Returns the new status, or None when nothing changed.
@@ -147,7 +144,8 @@ def finish_digest_if_done(session: Session, digest_id: int, *, refresh: bool = F
     if batches.get("pending") or batches.get("sending"):
         return None
     deliveries = _counts(session, Delivery, digest_id)
-    status = "sent" if batches.get("sent") or batches.get("ambiguous") or not batches else "failed"
+    accepted = batches.get("sent") or batches.get("ambiguous")
+    status = "failed" if batches.get("failed") and not accepted else "sent"
     digest.status = status
     digest.status_reason = summary(batches, deliveries, digest_id)
     if digest.finished_at is None or not refresh:
@@ -162,6 +160,8 @@ def summary(batches: dict[str, int], deliveries: dict[str, int], digest_id: int)
         parts.append(f"{deliveries['failed']} failed")
     if deliveries.get("cancelled"):
         parts.append(f"{deliveries['cancelled']} cancelled")
+    if deliveries.get("skipped"):
+        parts.append(f"{deliveries['skipped']} skipped (left before their batch was sent)")
     if batches.get("ambiguous"):
         parts.append(
             f"{batches['ambiguous']} batch(es) ambiguous (SendGrid may have accepted them): "
@@ -173,69 +173,81 @@ def summary(batches: dict[str, int], deliveries: dict[str, int], digest_id: int)
 def build_message(session: Session, batch: DeliveryBatch) -> Message:
     """The batch's request: the segment's shared content, one recipient per pending delivery.
 
-    Recipients come from one query (deliveries joined to subscribers), never one per address.
+    Recipients come from one query (deliveries joined to subscribers), never one per address,
+    and the list is checked again here, under the claim: a subscriber who unsubscribed, paused,
+    bounced, complained or was erased since planning (a retried batch may be days old) is left
+    out and their delivery marked `skipped`, so nothing goes to an address that left.
     """
     digest = session.get(Digest, batch.digest_id)
     segment = session.get(DigestSegment, batch.segment_id)
     if digest is None or segment is None:
         raise LookupError(f"batch {batch.id} has no digest or segment")
     rows = session.execute(
-        select(Delivery.id, Delivery.subscriber_id, Delivery.email, Subscriber.name)
+        select(
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.email,
+            Subscriber.name,
+            Subscriber.status,
+            Subscriber.paused,
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.batch_id == batch.id, Delivery.status == "pending")
         .order_by(Delivery.id)
     ).all()
+    # A test copy goes to the operator's address, which may be a pending placeholder row.
+    mailable = ("active", "pending") if digest.kind == "test" else ("active",)
+    keys = Placeholders.from_nonce(segment.placeholder_nonce)
+    recipients, left = [], []
+    for delivery_id, subscriber_id, email, name, status, paused in rows:
+        if status not in mailable or (paused and digest.kind != "test"):
+            left.append(delivery_id)
+        else:
+            recipients.append(
+                recipient_for(digest.id, keys, delivery_id, subscriber_id, email, name)
+            )
+    if left:
+        skip_departed(session, left)
     return Message(
         subject=segment.subject,
         html=segment.html,
         text=segment.text,
-        recipients=[recipient_for(digest.id, row) for row in rows],
+        recipients=recipients,
         categories=[f"{digest.kind}-digest", f"digest-{digest.id}"],
         custom_args={"batch_id": str(batch.id)},
     )
 
 
-def recipient_for(digest_id: int, row: Row) -> Recipient:
+def skip_departed(session: Session, delivery_ids: list[int]) -> None:
+    """Deliveries to people who left after planning: `skipped`, neither sent nor failed."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == "pending")
+        .values(status="skipped", error="no longer subscribed when the batch was sent")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def recipient_for(
+    digest_id: int,
+    keys: Placeholders,
+    delivery_id: int,
+    subscriber_id: int,
+    email: str,
+    name: str | None,
+) -> Recipient:
     """One personalization: name and signed links as substitutions, one-click unsubscribe."""
-    delivery_id, subscriber_id, email, name = row
     unsubscribe, preferences = tokens.manage_urls(subscriber_id)
     return Recipient(
         email=email,
         name=name or None,
-        substitutions={
-            NAME_TOKEN: greeting_name(name),
-            UNSUBSCRIBE_TOKEN: unsubscribe,
-            PREFERENCES_TOKEN: preferences,
-        },
+        substitutions=keys.values(name, unsubscribe, preferences),
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
         custom_args={"digest_id": str(digest_id), "delivery_id": str(delivery_id)},
     )
-
-
-_MARKUP = re.compile(r"[<>&\"'`\x00-\x1f]")
-_SPACES = re.compile(r"\s+")
-_MARKUP_CHARS = frozenset("<>&\"'`")
-
-
-def greeting_name(name: str | None) -> str:
-    """The name as substituted into both HTML and text: SendGrid substitutes raw, so markup
-    characters are dropped (escaping would show `&amp;` in the text part)."""
-    if not name:
-        return DEFAULT_NAME
-    if (  # the common case, once per recipient: plain printable ASCII, nothing to clean
-        name.isascii()
-        and name.isprintable()
-        and _MARKUP_CHARS.isdisjoint(name)
-        and "  " not in name
-        and name[0] != " "
-        and name[-1] != " "
-    ):
-        return name
-    cleaned = _SPACES.sub(" ", _MARKUP.sub("", name)).strip()
-    return cleaned or DEFAULT_NAME
 
 
 def retry_delay(attempt: int, retry_after: float | None, settings: Settings) -> float:
@@ -334,6 +346,16 @@ def _mark_failed(session: Session, batch_id: int, reason: str) -> None:
         update(Delivery)
         .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
         .values(status="failed", error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _mark_empty(session: Session, batch_id: int) -> None:
+    """A claimed batch with nobody left to mail: closed without a request, not a failure."""
+    session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
+        .values(status="cancelled", error="no recipient left to send to")
         .execution_options(synchronize_session=False)
     )
 

@@ -2,8 +2,12 @@
 
 Names are a public contract (README, docker-compose.yml, Procfile): `DIGEST_*` variables, plus
 `SENDGRID_API_KEY` as SendGrid's own tools name it. A `.env` file in the working directory is read
-too. In production (`DIGEST_ENV=production`) a missing secret stops start-up with a clear error
-instead of falling back to a development default.
+too.
+
+Safe by default: with no `DIGEST_ENV` the service assumes production, and production refuses to
+start (naming the setting) without secrets of at least 32 characters that are not a known
+placeholder, and without `DIGEST_PUBLIC_URL`. Only `DIGEST_ENV=development` or `test` allows the
+development defaults (a fixed, clearly named signing key; links to http://127.0.0.1:8000).
 """
 
 from __future__ import annotations
@@ -18,7 +22,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from digest.substitution import is_attribute_safe_url
+
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
+DEV_PUBLIC_URL = "http://127.0.0.1:8000"
+SECRET_MIN_LENGTH = 32
+# Values people paste from examples and docs; a secret containing one of these is not a secret.
+PLACEHOLDER_FRAGMENTS = (
+    "change-me",
+    "changeme",
+    "change_me",
+    "replace-me",
+    "your-secret",
+    "secret-key-here",
+    "xxxxx",
+    "example",
+    "dev-only",
+    "do-not-use",
+)
 
 
 class ConfigurationError(RuntimeError):
@@ -30,7 +51,7 @@ class Settings(BaseSettings):
         env_prefix="DIGEST_", env_file=".env", extra="ignore", populate_by_name=True
     )
 
-    env: Literal["development", "production", "test"] = "development"
+    env: Literal["development", "production", "test"] = "production"
 
     # Storage and infrastructure
     database_url: str = "sqlite:///./var/digest.db"
@@ -77,7 +98,7 @@ class Settings(BaseSettings):
 
     # Web and secrets
     secret_key: str = ""
-    public_url: str = "http://127.0.0.1:8000"
+    public_url: str = ""  # required in production; development and test use DEV_PUBLIC_URL
     site_url: str = "https://shiporskip.example"  # where comparison pages live
     admin_token: str = ""
     ingest_token: str = ""
@@ -168,36 +189,65 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown IANA timezone {value!r}") from exc
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_link_safe(cls, value: str) -> str:
+        """Every email's links start with it, raw in HTML attributes and headers."""
+        value = value.strip().rstrip("/")
+        if value and not is_attribute_safe_url(value):
+            raise ValueError(
+                "DIGEST_PUBLIC_URL must be an http(s) URL without spaces, quotes, '<', '>' or '&'"
+            )
+        return value
+
     @model_validator(mode="after")
     def _secrets_in_production(self) -> Settings:
-        if self.env == "production":
-            missing = [
-                name
-                for name, value in (
-                    ("DIGEST_SECRET_KEY", self.secret_key),
-                    ("DIGEST_ADMIN_TOKEN", self.admin_token),
-                    ("DIGEST_INGEST_TOKEN", self.ingest_token),
-                )
-                if not value
-            ]
-            if self.email_backend == "sendgrid" and not self.sendgrid_api_key:
-                missing.append("SENDGRID_API_KEY")
-            if missing:
-                raise ConfigurationError(
-                    "production mode needs these settings: " + ", ".join(missing)
-                )
-            if self.database_url.startswith("sqlite"):
-                warnings.warn("production mode on SQLite: use PostgreSQL", stacklevel=2)
+        if self.env != "production":
+            if not self.public_url:
+                self.public_url = DEV_PUBLIC_URL
+            return self
+        secrets = [
+            ("DIGEST_SECRET_KEY", self.secret_key),
+            ("DIGEST_ADMIN_TOKEN", self.admin_token),
+            ("DIGEST_INGEST_TOKEN", self.ingest_token),
+        ]
+        if self.email_backend == "sendgrid":
+            secrets.append(("SENDGRID_API_KEY", self.sendgrid_api_key))
+        problems = [
+            f"{name} {why}" for name, value in secrets if (why := weak_secret_reason(value))
+        ]
+        if not self.public_url:
+            problems.append("DIGEST_PUBLIC_URL is missing (the base URL of links in emails)")
+        if problems:
+            raise ConfigurationError(
+                "production mode (the default; set DIGEST_ENV=development for a local try-out) "
+                "refuses to start: " + "; ".join(problems)
+            )
+        if self.database_url.startswith("sqlite"):
+            warnings.warn("production mode on SQLite: use PostgreSQL", stacklevel=2)
         return self
 
     @property
     def signing_key(self) -> str:
-        """The key for signed links; development falls back to a fixed, clearly named key."""
+        """The key for signed links; development and test fall back to a fixed, named key
+        (production cannot get here without a real one: see `_secrets_in_production`)."""
         return self.secret_key or DEV_SECRET_KEY
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+
+def weak_secret_reason(value: str) -> str | None:
+    """Why `value` is no production secret (missing, short, a placeholder), or None."""
+    if not value:
+        return "is missing"
+    if len(value) < SECRET_MIN_LENGTH:
+        return f"is shorter than {SECRET_MIN_LENGTH} characters"
+    folded = value.lower()
+    if any(fragment in folded for fragment in PLACEHOLDER_FRAGMENTS) or len(set(value)) < 8:
+        return "looks like a placeholder, not a random secret"
+    return None
 
 
 @lru_cache

@@ -16,15 +16,7 @@ from sqlalchemy import select
 from digest import tokens
 from digest.addresses import email_hash
 from digest.db import session_scope
-from digest.email_backends import (
-    NAME_TOKEN,
-    PREFERENCES_TOKEN,
-    UNSUBSCRIBE_TOKEN,
-    Message,
-    Recipient,
-    SendResult,
-    get_backend,
-)
+from digest.email_backends import Message, Recipient, SendResult, get_backend
 from schema.models import Subscriber, Suppression
 
 
@@ -60,12 +52,8 @@ def _addressee(subscriber_id: int, status: str) -> Addressee | None:
 
 
 def _send(to: Addressee, rendered: Rendered, kind: str, *, list_headers: bool) -> SendResult:
-    """One message to one recipient, with the per-recipient tokens filled."""
-    substitutions = {
-        NAME_TOKEN: to.name or "",
-        UNSUBSCRIBE_TOKEN: tokens.unsubscribe_url(to.id),
-        PREFERENCES_TOKEN: tokens.preferences_url(to.id),
-    }
+    """One message to one recipient, rendered with its real values: no substitutions at all,
+    so nothing the recipient (or a stranger signing them up) typed is ever substituted raw."""
     headers: dict[str, str] = {}
     if list_headers:  # RFC 2369 + RFC 8058 one-click, for mail sent to a subscribed address
         headers["List-Unsubscribe"] = f"<{tokens.unsubscribe_url(to.id)}>"
@@ -78,7 +66,6 @@ def _send(to: Addressee, rendered: Rendered, kind: str, *, list_headers: bool) -
             Recipient(
                 email=to.email,
                 name=to.name,
-                substitutions=substitutions,
                 headers=headers,
                 custom_args={"kind": kind, "subscriber_id": str(to.id)},
             )
@@ -110,7 +97,12 @@ def send_welcome(subscriber_id: int) -> bool:
     to = _addressee(subscriber_id, "active")
     if to is None:
         return False
-    _send(to, render_welcome(name=to.name), "welcome", list_headers=True)
+    rendered = render_welcome(
+        name=to.name,
+        unsubscribe_url=tokens.unsubscribe_url(to.id),
+        preferences_url=tokens.preferences_url(to.id),
+    )
+    _send(to, rendered, "welcome", list_headers=True)
     return True
 
 

@@ -304,6 +304,9 @@ class DigestSegment(Base):
     subject: Mapped[str] = mapped_column(String(300))
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
+    # The render's unguessable placeholder keys (digest/substitution.py); NULL for renders
+    # planned before migration 0005, which used the old fixed keys.
+    placeholder_nonce: Mapped[str | None] = mapped_column(String(12))
     recipients: Mapped[int] = mapped_column(Integer, default=0)
 
     digest: Mapped[Digest] = relationship()

@@ -18,6 +18,10 @@ import pytest
 import redis as redis_lib
 import sqlalchemy as sa
 
+# Production is the default (digest/settings.py): the suite says explicitly that it is a test run,
+# before anything (the Celery app, at import) reads the settings.
+os.environ["DIGEST_ENV"] = "test"
+
 from digest import migrations
 from digest.db import reset_caches
 from schema.models import Base

@@ -12,9 +12,16 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from digest.email_backends import NAME_TOKEN, PREFERENCES_TOKEN, UNSUBSCRIBE_TOKEN
+from digest.substitution import Placeholders
 from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
 
+# The render's placeholder keys, as planning draws them (a fixed nonce keeps tests readable).
+KEYS = Placeholders.from_nonce("0123456789ab")
+NAME_TOKEN, UNSUBSCRIBE_TOKEN, PREFERENCES_TOKEN = (
+    KEYS.name,
+    KEYS.unsubscribe_url,
+    KEYS.preferences_url,
+)
 SUBJECT = "This week: Quillmark vs Draftwell, and two more verdicts"
 HTML = (
     f"<html><body><p>Hi {NAME_TOKEN},</p><p>Quillmark ships, Draftwell is mixed.</p>"
@@ -54,7 +61,12 @@ def plan_rows(
     session.add(digest)
     session.flush()
     segment = DigestSegment(
-        digest_id=digest.id, segment_key="all", subject=SUBJECT, html=HTML, text=TEXT
+        digest_id=digest.id,
+        segment_key="all",
+        subject=SUBJECT,
+        html=HTML,
+        text=TEXT,
+        placeholder_nonce=KEYS.nonce,
     )
     segment.recipients = recipients
     session.add(segment)

@@ -22,9 +22,10 @@ from digest.cli import app as cli
 from digest.db import reset_caches, session_scope
 from digest.email_backends import get_backend
 from digest.settings import get_settings
+from digest.substitution import greeting_name
 from schema.models import Delivery, DeliveryBatch, Digest, utcnow
 from tests.conftest import read_outbox
-from tests.planned_rows import PlannedDigest, plan_rows
+from tests.planned_rows import KEYS, PlannedDigest, plan_rows
 from tests.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 from workers.app import VISIBILITY_TIMEOUT
 
@@ -83,7 +84,7 @@ def test_one_request_carries_shared_content_and_a_personalization_per_recipient(
     [request] = sendgrid_env.received()
     assert request["subject"] == digest(planned.digest_id).subject
     assert [c["type"] for c in request["content"]] == ["text/plain", "text/html"]
-    assert "-name-" in request["content"][1]["value"]  # filled per recipient by SendGrid
+    assert KEYS.name in request["content"][1]["value"]  # filled per recipient by SendGrid
     assert request["categories"] == ["weekly-digest", f"digest-{planned.digest_id}"]
     assert [p["to"][0]["email"] for p in request["personalizations"]] == planned.emails
 
@@ -98,12 +99,12 @@ def test_personalization_fills_name_links_and_one_click_unsubscribe_headers(
             select(Delivery.id, Delivery.subscriber_id).order_by(Delivery.id)
         ).all()
     first, second = sendgrid_env.received()[0]["personalizations"]
-    assert first["substitutions"]["-name-"] == "there"  # subscriber 0 gave no name
-    assert second["substitutions"]["-name-"] == "Reader 1"
+    assert first["substitutions"][KEYS.name] == "there"  # subscriber 0 gave no name
+    assert second["substitutions"][KEYS.name] == "Reader 1"
     delivery_id, subscriber_id = rows[1]
     unsubscribe = tokens.unsubscribe_url(subscriber_id)
-    assert second["substitutions"]["-unsubscribe_url-"] == unsubscribe
-    assert second["substitutions"]["-preferences_url-"] == tokens.preferences_url(subscriber_id)
+    assert second["substitutions"][KEYS.unsubscribe_url] == unsubscribe
+    assert second["substitutions"][KEYS.preferences_url] == tokens.preferences_url(subscriber_id)
     assert second["headers"] == {
         "List-Unsubscribe": f"<{unsubscribe}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -115,8 +116,8 @@ def test_personalization_fills_name_links_and_one_click_unsubscribe_headers(
 
 
 def test_names_lose_markup_before_substitution() -> None:
-    assert sending.greeting_name('<b>Ada</b> "&" Co') == "bAda/b Co"
-    assert sending.greeting_name("  \r\n ") == "there"
+    assert greeting_name('<b>Ada</b> "&" Co') == "bAda/b Co"
+    assert greeting_name("  \r\n ") == "there"
 
 
 def test_outbox_backend_writes_the_same_messages_as_eml_files(pg: str, outbox) -> None:
@@ -129,7 +130,7 @@ def test_outbox_backend_writes_the_same_messages_as_eml_files(pg: str, outbox) -
     named = next(m for m in messages if "Reader 1" in str(m["To"]))
     text = named.get_body(("plain",)).get_content()
     assert text.startswith("Hi Reader 1,")
-    assert "-unsubscribe_url-" not in text
+    assert KEYS.unsubscribe_url not in text
     assert named["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert str(named["List-Unsubscribe"]).strip().startswith("<http://testserver/unsubscribe/")
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
@@ -34,6 +34,8 @@ from schema.models import Comparison, Review, Tool
 EMAILS_DIR = Path(__file__).resolve().parent.parent / "emails"
 UTM = {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly-verdicts"}
 ALERT_UTM = {**UTM, "utm_campaign": "verdict-alert"}
+# Characters a URL may keep as they are; anything else in an ingested URL is percent-encoded.
+URL_SAFE = "/%:@!$&'()*+,;=-._~[]"
 SUBJECT_MAX = 120
 PREHEADER_MAX = 150
 # Longest text each field may show, in characters, before it is cut at a word boundary.
@@ -103,9 +105,17 @@ def compile_mjml(source: str) -> str:
 # --- text helpers -----------------------------------------------------------------------------
 
 
+# C0 and C1 control characters that are not whitespace: MRML refuses a document holding one,
+# so a single stray byte in an ingested tagline would stop every digest from being planned.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def one_line(value: str | None) -> str:
-    """Collapse all whitespace, CR/LF included, to single spaces."""
-    return " ".join((value or "").split())
+    """Collapse all whitespace, CR/LF included, to single spaces; drop control characters."""
+    text = value or ""
+    if not text.isprintable():
+        text = _CONTROL.sub("", text)
+    return " ".join(text.split())
 
 
 def shorten(value: str | None, limit: int) -> str:
@@ -131,7 +141,14 @@ def tracked_url(comparison: Comparison, utm: dict[str, str] = UTM) -> str:
         base = f"{get_settings().site_url.rstrip('/')}/compare/{comparison.slug}"
     parts = urlsplit(base)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in utm]
-    return urlunsplit(parts._replace(query=urlencode([*query, *utm.items()])))
+    return urlunsplit(
+        parts._replace(
+            netloc=quote(parts.netloc, safe=URL_SAFE),
+            path=quote(parts.path, safe=URL_SAFE),
+            query=urlencode([*query, *utm.items()]),
+            fragment=quote(parts.fragment, safe=URL_SAFE),
+        )
+    )
 
 
 # --- what the templates show ------------------------------------------------------------------

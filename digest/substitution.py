@@ -77,7 +77,8 @@ class Placeholders:
 # Characters that mean something in HTML, or break out of an attribute or a header.
 _MARKUP = re.compile(r"[<>&\"`\x00-\x1f\x7f]")
 _SPACES = re.compile(r"\s+")
-_MARKUP_CHARS = frozenset("<>&\"'`")
+# Words of ASCII letters and digits, single-spaced: nothing to clean (most names).
+_PLAIN = re.compile(r"[A-Za-z0-9]+(?: [A-Za-z0-9]+)*")
 # What mail clients turn into a link on their own: a scheme, www., an address, a domain name.
 _LINKISH = re.compile(r"://|\bwww\.|@|\b[\w-]+\.[a-z]{2,}\b", re.IGNORECASE)
 
@@ -87,27 +88,19 @@ def greeting_name(name: str | None) -> str:
 
     Markup characters are dropped (an apostrophe becomes a typographic one, so "O'Brien"
     survives), the result is one line of at most 60 characters, and a name that reads like a
-    link or an address ("evil.example/login", "www.", "a@b") greets as "there": a stranger
+    link, an address or a placeholder ("evil.example/login", "www.", "a@b", "-name-") greets as
+    "there": a stranger
     chooses the name of an address they type, and must not choose what our email links to.
     """
     if not name:
         return DEFAULT_GREETING
-    if (  # the common case, once per recipient: short printable ASCII, nothing to clean
-        len(name) <= GREETING_MAX
-        and name.isascii()
-        and name.isprintable()
-        and _MARKUP_CHARS.isdisjoint(name)
-        and "  " not in name
-        and name[0] != " "
-        and name[-1] != " "
-        and "." not in name
-        and "@" not in name
-    ):
+    if len(name) <= GREETING_MAX and _PLAIN.fullmatch(name):  # the common case, per recipient
         return name
     printable = "".join(ch if ch.isprintable() else " " for ch in name.replace("'", "\u2019"))
     cleaned = _SPACES.sub(" ", _MARKUP.sub("", printable)).strip()
     # NFKC first: a fullwidth dot or an @ look-alike must not slip a domain past the check
-    if not cleaned or _LINKISH.search(unicodedata.normalize("NFKC", cleaned)):
+    folded = unicodedata.normalize("NFKC", cleaned)
+    if not cleaned or _LINKISH.search(folded) or ANY_PLACEHOLDER.search(folded):
         return DEFAULT_GREETING
     if len(cleaned) > GREETING_MAX:
         cleaned = cleaned[: GREETING_MAX - 1].rstrip() + "…"

@@ -22,7 +22,7 @@ from digest.email_backends import Message, SendResult, display_name, fill_tokens
 from digest.planning import plan_digest, request_digest
 from digest.rendering import Entry, render_weekly
 from digest.substitution import ANY_PLACEHOLDER, Placeholders, greeting_name
-from schema.models import Comparison, Subscriber, Tool
+from schema.models import Comparison, Review, Subscriber, Tool
 from tests.conftest import read_outbox
 from tests.factories import comparison, published, store, tool
 from tests.recipients import MONDAY, add_subscribers
@@ -226,27 +226,42 @@ def test_display_name_keeps_sendgrids_rules(name: str) -> None:
         assert shown.isprintable() and shown == shown.strip() and len(shown) <= 100
 
 
-@given(HOSTILE_TEXT, HOSTILE_TEXT, HOSTILE_TEXT)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_any_ingested_text_renders_inert(title: str, tagline: str, url_tail: str) -> None:
-    """Arbitrary text in the title, a tagline and the URL: the filled email has only our markup
-    and no link but ours and the comparison's own page."""
-    a = Comparison(
+TOOL_TEXT_FIELDS = ("name", "tagline", "category", "pricing", "entry_price", "best_for")
+
+
+@given(
+    title=HOSTILE_TEXT,
+    url_tail=HOSTILE_TEXT,
+    explanation=HOSTILE_TEXT,
+    tool_fields=st.fixed_dictionaries({f: HOSTILE_TEXT for f in TOOL_TEXT_FIELDS}),
+    review=HOSTILE_TEXT,
+    name=HOSTILE_TEXT,
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_any_ingested_text_renders_inert(
+    title: str,
+    url_tail: str,
+    explanation: str,
+    tool_fields: dict[str, str],
+    review: str,
+    name: str,
+) -> None:
+    """Arbitrary text in every ingested field and in the reader's name: the filled email has only
+    our markup, no link but ours and the comparison's own page, and no placeholder left."""
+    item = Comparison(
         slug="x-vs-y",
         title=title or "t",
         url="https://shiporskip.example/compare/" + url_tail,
-        category="Writing",
+        category=tool_fields["category"],
     )
-    a.tools = [
-        Tool(position=0, name="X", tagline=tagline, reviews=[]),
-        Tool(position=1, name="Y", tagline=title, reviews=[]),
-    ]
-    email = render_weekly([Entry(1, a, tagline)])
+    a = Tool(position=0, verdict_label="Ship", panel_ship=3, panel_skip=1, **tool_fields)
+    a.name = a.name or "X"
+    a.reviews = [Review(position=0, persona="Skeptic", score=90, verdict="ship", text=review)]
+    item.tools = [a, Tool(position=1, name="Y", tagline=title, reviews=[])]
+    email = render_weekly([Entry(1, item, explanation)])
     keys = email.placeholders
     assert isinstance(keys, Placeholders)
-    values = keys.values(
-        title, "https://p.example/unsubscribe/t", "https://p.example/preferences/t"
-    )
+    values = keys.values(name, "https://p.example/unsubscribe/t", "https://p.example/preferences/t")
     html, text = fill_tokens(email.html, values), fill_tokens(email.text, values)
     page = Page(html)
     assert {tag for tag, _ in page.elements} <= ALLOWED_TAGS
@@ -254,6 +269,7 @@ def test_any_ingested_text_renders_inert(title: str, tagline: str, url_tail: str
         assert href.startswith(("https://shiporskip.example/", "https://p.example/")), href
     for key in (keys.name, keys.unsubscribe_url, keys.preferences_url):
         assert key not in html and key not in text
+    assert "\r" not in email.subject and "\n" not in email.subject
 
 
 ALLOWED_TAGS = {

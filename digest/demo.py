@@ -99,8 +99,9 @@ def shift_events(events: list[dict[str, Any]], newest: datetime) -> list[dict[st
 
 def demo_slots(now: datetime) -> dict[str, datetime]:
     """Next week's weekly slot in every wave timezone: one edition, read at 09:00 everywhere."""
+    from digest.cron import next_slot, parse_cron
     from digest.db import session_scope
-    from digest.schedule import next_slot, parse_cron, wave_timezones
+    from digest.schedule import wave_timezones
     from digest.settings import get_settings
 
     settings = get_settings()

@@ -1,6 +1,7 @@
 """When the weekly digest goes out: a 5-field cron in local time, fired once per timezone wave.
 
-`DIGEST_WEEKLY_CRON` ("0 9 * * 1": minute hour day-of-month month day-of-week) is read in each
+`DIGEST_WEEKLY_CRON` ("0 9 * * 1": minute hour day-of-month month day-of-week, or `@weekly`;
+read by digest/cron.py, which says how daylight-saving changes fall) is read in each
 subscriber's own timezone, or `DIGEST_TIMEZONE` for those who gave none. Beat calls
 `fire_weekly_slots` every minute; for every timezone it finds the most recent slot at or before
 now and, if that slot is less than `DIGEST_WEEKLY_GRACE_HOURS` old and no digest carries its slot
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -25,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digest.cron import last_slot, parse_cron
 from digest.settings import get_settings
 from schema.models import Digest, Subscriber
 
@@ -32,136 +34,6 @@ if TYPE_CHECKING:
     from digest.planning import PlanReport
 
 log = logging.getLogger(__name__)
-
-# (name, lowest, highest) of the five fields, in order.
-FIELDS = (
-    ("minute", 0, 59),
-    ("hour", 0, 23),
-    ("day of month", 1, 31),
-    ("month", 1, 12),
-    ("day of week", 0, 7),
-)
-NAMES = {
-    "month": ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
-    "day of week": ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
-}
-SEARCH_DAYS = 8 * 366  # "29 February" recurs within 8 years; anything rarer is not weekly
-
-
-class CronError(ValueError):
-    """A cron expression that cannot be read; the message names the field."""
-
-
-@dataclass(frozen=True)
-class Cron:
-    """A parsed 5-field cron expression (Vixie semantics)."""
-
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday … 6 = Saturday
-    any_day: bool  # day-of-month is "*"
-    any_weekday: bool  # day-of-week is "*"
-
-    def runs_on(self, day: date) -> bool:
-        """Cron's rule: when both day fields are restricted, either one matching is enough."""
-        if day.month not in self.months:
-            return False
-        in_month = day.day in self.days
-        in_week = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return in_week
-        if self.any_weekday:
-            return in_month
-        return in_month or in_week
-
-    def times(self) -> list[time]:
-        return sorted(time(h, m) for h in self.hours for m in self.minutes)
-
-
-def _value(token: str, field: str, low: int, high: int) -> int:
-    names = NAMES.get(field)
-    if names and token.lower() in names:
-        return names.index(token.lower()) + (1 if field == "month" else 0)
-    if not token.isdigit():
-        raise CronError(f"{field}: {token!r} is not a number")
-    value = int(token)
-    if not low <= value <= high:
-        raise CronError(f"{field}: {value} is outside {low}-{high}")
-    return value
-
-
-def _field(text: str, field: str, low: int, high: int) -> frozenset[int]:
-    values: set[int] = set()
-    for part in text.split(","):
-        span, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"{field}: step {step_text!r} must be a positive number")
-            step = int(step_text)
-        if span == "*":
-            start, end = low, high
-        elif "-" in span:
-            first, _, last = span.partition("-")
-            start, end = _value(first, field, low, high), _value(last, field, low, high)
-            if start > end:
-                raise CronError(f"{field}: range {span!r} runs backwards")
-        else:
-            start = _value(span, field, low, high)
-            end = high if step_text else start
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
-
-
-def parse_cron(expression: str) -> Cron:
-    """Read "minute hour day-of-month month day-of-week"; `*`, lists, ranges, steps, names."""
-    parts = expression.split()
-    if len(parts) != 5:
-        raise CronError(
-            f"{expression!r}: expected 5 fields (minute hour day-of-month month day-of-week)"
-        )
-    sets = [_field(text, *spec) for text, spec in zip(parts, FIELDS, strict=True)]
-    weekdays = frozenset(d % 7 for d in sets[4])  # 7 is Sunday too
-    return Cron(sets[0], sets[1], sets[2], sets[3], weekdays, parts[2] == "*", parts[4] == "*")
-
-
-def _local(day: date, at: time, zone: ZoneInfo) -> datetime:
-    # fold=0: in a repeated hour the first occurrence; in a skipped hour, the time it maps to.
-    return datetime.combine(day, at, tzinfo=zone)
-
-
-def last_slot(cron: Cron, now: datetime, zone: ZoneInfo) -> datetime:
-    """The latest local time matching `cron` at or before `now` (aware, in `zone`)."""
-    local_now = now.astimezone(zone)
-    times = cron.times()[::-1]
-    for back in range(SEARCH_DAYS):
-        day = local_now.date() - timedelta(days=back)
-        if not cron.runs_on(day):
-            continue
-        for at in times:
-            candidate = _local(day, at, zone)
-            if candidate <= now:
-                return candidate
-    raise CronError(f"no slot in the last {SEARCH_DAYS} days")
-
-
-def next_slot(cron: Cron, after: datetime, zone: ZoneInfo) -> datetime:
-    """The first local time matching `cron` strictly after `after` (aware, in `zone`)."""
-    local_after = after.astimezone(zone)
-    times = cron.times()
-    for ahead in range(SEARCH_DAYS):
-        day = local_after.date() + timedelta(days=ahead)
-        if not cron.runs_on(day):
-            continue
-        for at in times:
-            candidate = _local(day, at, zone)
-            if candidate > after:
-                return candidate
-    raise CronError(f"no slot in the next {SEARCH_DAYS} days")
 
 
 def slot_key(slot: datetime, timezone: str) -> str:

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from digest.cron import parse_cron
 from digest.substitution import is_attribute_safe_url
 
 DEV_SECRET_KEY = "dev-only-secret-key-do-not-use-in-production"
@@ -175,8 +176,6 @@ class Settings(BaseSettings):
     @field_validator("weekly_cron")
     @classmethod
     def _cron_syntax(cls, value: str) -> str:
-        from digest.schedule import parse_cron
-
         parse_cron(value)  # CronError is a ValueError naming the bad field
         return value
 

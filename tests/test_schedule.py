@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 
 from bench.procs import wait_for
+from digest.cron import CronError, last_slot, next_slot, parse_cron
 from digest.db import new_session, session_scope
-from digest.schedule import CronError, fire_due_slots, last_slot, next_slot, parse_cron
+from digest.schedule import fire_due_slots
 from digest.settings import Settings
 from schema.models import Delivery, DeliveryBatch, Digest, DigestItem, Subscriber
 from tests.planning_worker import Launch
@@ -23,6 +24,7 @@ pytest_plugins = ["tests.sendgrid_fixtures", "tests.planning_worker"]
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
+NEW_YORK = ZoneInfo("America/New_York")
 WEEKLY = parse_cron("0 9 * * 1")
 WEEK = [
     ("quillmate-vs-parsewell", "Writing"),
@@ -38,20 +40,37 @@ def at(text: str) -> datetime:
 # --- the cron expression --------------------------------------------------------------------
 
 
+def slots(expression: str, after: str, count: int, zone: ZoneInfo = UTC) -> list[str]:
+    """The next `count` slots of `expression` after `after`, as local ISO times."""
+    cron, found, moment = parse_cron(expression), [], at(after)
+    for _ in range(count):
+        moment = next_slot(cron, moment, zone)
+        found.append(moment.isoformat())
+    return found
+
+
 def test_cron_reads_minute_hour_and_weekday() -> None:
-    assert (WEEKLY.minutes, WEEKLY.hours, WEEKLY.weekdays) == ({0}, {9}, {1})
+    assert slots("0 9 * * 1", "2026-11-24T00:00:00+00:00", 2) == [
+        "2026-11-30T09:00:00+00:00",
+        "2026-12-07T09:00:00+00:00",
+    ]
 
 
 def test_cron_reads_lists_ranges_steps_and_names() -> None:
-    cron = parse_cron("*/15 8-10 * jan,jul mon-fri")
-    assert cron.minutes == {0, 15, 30, 45}
-    assert cron.hours == {8, 9, 10}
-    assert cron.months == {1, 7}
-    assert cron.weekdays == {1, 2, 3, 4, 5}
+    found = slots("*/15 8-10 * jan,jul mon-fri", "2026-12-31T23:00:00+00:00", 13)
+    assert found[:2] == ["2027-01-01T08:00:00+00:00", "2027-01-01T08:15:00+00:00"]
+    assert found[11] == "2027-01-01T10:45:00+00:00"
+    assert found[12] == "2027-01-04T08:00:00+00:00"  # Saturday and Sunday skipped
 
 
 def test_sunday_is_both_0_and_7() -> None:
-    assert parse_cron("0 9 * * 7").weekdays == parse_cron("0 9 * * 0").weekdays == {0}
+    after = "2026-11-23T00:00:00+00:00"
+    assert slots("0 9 * * 7", after, 1) == slots("0 9 * * 0", after, 1)
+    assert slots("0 9 * * sun", after, 1) == ["2026-11-29T09:00:00+00:00"]
+
+
+def test_weekly_shorthand_is_sunday_midnight() -> None:
+    assert slots("@weekly", "2026-11-23T00:00:00+00:00", 1) == ["2026-11-29T00:00:00+00:00"]
 
 
 @pytest.mark.parametrize(
@@ -68,16 +87,47 @@ def test_cron_needs_five_fields() -> None:
         parse_cron("0 9 * *")
 
 
+def test_cron_with_a_seconds_field_is_refused() -> None:
+    with pytest.raises(CronError, match="5 fields"):
+        parse_cron("0 0 9 * * 1")
+
+
 def test_settings_refuse_a_bad_weekly_cron() -> None:
     with pytest.raises(ValidationError, match="hour"):
         Settings(weekly_cron="0 25 * * 1")
 
 
 def test_day_of_month_and_weekday_together_match_either() -> None:
-    cron = parse_cron("0 9 1 * 1")  # the 1st of the month, or any Monday (Vixie cron)
-    assert cron.runs_on(at("2026-12-01").date())  # a Tuesday
-    assert cron.runs_on(at("2026-12-07").date())  # a Monday
-    assert not cron.runs_on(at("2026-12-08").date())
+    # the 1st of the month, or any Monday (Vixie cron)
+    assert slots("0 9 1 * 1", "2026-11-30T12:00:00+00:00", 2) == [
+        "2026-12-01T09:00:00+00:00",  # a Tuesday
+        "2026-12-07T09:00:00+00:00",  # a Monday
+    ]
+
+
+# --- daylight saving (America/New_York: 2026-03-08 02:00 → 03:00, 2026-11-01 02:00 → 01:00) ----
+
+
+def test_slot_in_the_skipped_spring_forward_hour_fires_once_right_after_the_gap() -> None:
+    assert slots("30 2 * * *", "2026-03-07T12:00:00-05:00", 3, NEW_YORK) == [
+        "2026-03-08T03:00:00-04:00",
+        "2026-03-09T02:30:00-04:00",
+        "2026-03-10T02:30:00-04:00",
+    ]
+
+
+def test_slot_in_the_repeated_fall_back_hour_fires_once_at_its_first_occurrence() -> None:
+    assert slots("30 1 * * *", "2026-10-31T12:00:00-04:00", 3, NEW_YORK) == [
+        "2026-11-01T01:30:00-04:00",
+        "2026-11-02T01:30:00-05:00",
+        "2026-11-03T01:30:00-05:00",
+    ]
+
+
+def test_last_slot_on_a_fall_back_day_is_the_first_occurrence() -> None:
+    cron = parse_cron("30 1 * * *")
+    after_both = at("2026-11-01T07:00:00+00:00")  # 02:00 EST, after the second 01:30
+    assert last_slot(cron, after_both, NEW_YORK).isoformat() == "2026-11-01T01:30:00-04:00"
 
 
 def test_last_slot_is_the_latest_at_or_before_now() -> None:

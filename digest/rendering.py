@@ -19,11 +19,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
 
 from digest.email_backends import header_safe
@@ -31,7 +30,6 @@ from digest.settings import get_settings
 from digest.substitution import Placeholders, greeting_name
 from schema.models import Comparison, Review, Tool
 
-EMAILS_DIR = Path(__file__).resolve().parent.parent / "emails"
 UTM = {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "weekly-verdicts"}
 ALERT_UTM = {**UTM, "utm_campaign": "verdict-alert"}
 # Characters a URL may keep as they are; anything else in an ingested URL is percent-encoded.
@@ -292,7 +290,7 @@ def entry_view(
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
-        loader=FileSystemLoader(EMAILS_DIR),
+        loader=PackageLoader("emails", "."),  # the top-level `emails` package's own files
         autoescape=select_autoescape(enabled_extensions=("mjml.j2",), default=False),
         undefined=StrictUndefined,
         trim_blocks=True,

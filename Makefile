@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v -e "is ignored" -e "^ *$$" || true
-	$(BIN)/python -c "import digest, workers, schema, celery, mjml, sendgrid, fastapi, playwright"
+	DIGEST_ENV=test $(BIN)/python -c "import digest, workers, schema, emails, celery, mjml, sendgrid, fastapi, playwright"
 	touch $(STAMP)
 
 install: $(STAMP)

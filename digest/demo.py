@@ -3,7 +3,7 @@
 SQLite stands in for PostgreSQL, tasks run in-process, and the outbox backend writes one `.eml`
 file per recipient, so the demo needs no service at all. It uses the production path: the sample
 comparisons go through ingest, the sample subscribers through the CSV import (as confirmed), and
-the weekly digest is fired by the same function beat's task calls (`schedule.fire_weekly_slots`),
+the weekly digest is fired by the same function beat's task calls (`weekly.fire_weekly_slots`),
 its batches sent by the same `digest.send_batch` tasks (eager).
 
 The sample data has fixed dates, and the demo must work on any day: it picks next week's slot
@@ -141,8 +141,8 @@ def _run(database_url: str, outbox: Path, before: set[Path], now: datetime) -> d
     from digest.db import session_scope
     from digest.ingest import apply_event
     from digest.rendering import mjml_render_count
-    from digest.schedule import fire_weekly_slots
     from digest.subscriber_lists import import_subscribers
+    from digest.weekly import fire_weekly_slots
     from schema.models import DeliveryBatch, Digest, DigestSegment, Subscriber
     from workers.tasks import dispatch_batches
 

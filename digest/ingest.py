@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.db import session_scope
+from digest.pages import PageFormatError, looks_like_page, parse_page
 from schema.events import ComparisonIn, Event, RetractionIn, VotesIn
 from schema.models import Comparison, InboundEvent, Review, Tool, utcnow
 
@@ -203,7 +204,6 @@ def apply_event_detail(session: Session, raw: Any, *, source: str) -> Applied:
 
 def page_event(text: str, *, slug: str, published_at: datetime, path: str) -> dict[str, Any]:
     """A saved comparison page as the `comparison.updated` event it amounts to."""
-    from digest.pages import parse_page
 
     comparison = parse_page(text, slug=slug, published_at=published_at, path=path)
     return {
@@ -235,7 +235,6 @@ class ImportReport:
 
 def read_records(path: Path, *, published_at: datetime | None = None) -> Iterator[Record]:
     """Yield the records of one file: a JSON array or object, NDJSON, or a saved page."""
-    from digest.pages import PageFormatError, looks_like_page
 
     try:
         text = path.read_text(encoding="utf-8")

@@ -46,7 +46,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
+from digest.collect import collect_comparisons, weekly_window
+from digest.db import session_scope
+from digest.email_backends import header_safe
+from digest.ranking import rank_comparisons
+from digest.rendering import Entry, render_alert, render_weekly
+from digest.schedule import wave_timezones
 from digest.settings import get_settings
+from digest.subscriptions import InvalidField, available_categories, normalise_email
 from schema.models import (
     Comparison,
     Delivery,
@@ -148,7 +155,6 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _clean_segments(session: Session, names: Sequence[str]) -> list[str]:
-    from digest.subscriptions import available_categories
 
     canonical = {c.casefold(): c for c in available_categories(session)}
     chosen = []
@@ -171,7 +177,6 @@ def _test_recipient(session: Session, address: str) -> int:
     gets a `pending` row with no consent: pending rows are never mailed by any digest, and a
     later signup of the same address goes through the normal double opt-in on that row.
     """
-    from digest.subscriptions import InvalidField, normalise_email
 
     try:
         email = normalise_email(address)
@@ -217,8 +222,6 @@ def request_digest(
     The window defaults to what the next weekly digest would cover. Nothing is rendered or
     written to the ledger yet: `plan_digest_id` does that (in the CLI, or a worker).
     """
-    from digest.collect import weekly_window
-    from digest.email_backends import header_safe
 
     now = _aware(now) or datetime.now(UTC)
     since, until = _aware(since), _aware(until)
@@ -316,8 +319,6 @@ def _freeze_items(session: Session, digest: Digest, ranked: list[Any]) -> list[_
 
 def _collect_items(session: Session, digest: Digest, now: datetime) -> list[_Item]:
     """Choose, rank and freeze the digest's comparisons."""
-    from digest.collect import collect_comparisons, weekly_window
-    from digest.ranking import rank_comparisons
 
     options = digest.options or {}
     if digest.kind == "alert":
@@ -363,7 +364,6 @@ def _copy_items(session: Session, digest: Digest, leader: Digest) -> list[_Item]
 
 def _recipient_filter(session: Session, digest: Digest) -> list[ColumnElement[bool]]:
     """Who may receive this digest, as SQL conditions (suppression is checked per page)."""
-    from digest.schedule import wave_timezones
 
     conditions: list[ColumnElement[bool]] = [
         Subscriber.status == "active",
@@ -490,7 +490,6 @@ class _Planner:
         return segment
 
     def _render_weekly(self, matched: list[_Item], label: str | None) -> Any:
-        from digest.rendering import Entry, render_weekly
 
         entries = [Entry(n, i.comparison, i.explanation) for n, i in enumerate(matched, start=1)]
         return render_weekly(entries, segment_label=label)
@@ -618,7 +617,6 @@ class _Planner:
 
 
 def _render_alert(matched: list[_Item], label: str | None) -> Any:
-    from digest.rendering import render_alert
 
     return render_alert(matched[0].comparison, matched[0].explanation)
 
@@ -771,7 +769,6 @@ def plan_digest_id(digest_id: int, *, now: datetime | None = None) -> PlanReport
     The digest row is locked first; a duplicated task finds it no longer `planned` and returns
     None. After the commit the caller hands `report.batch_ids` to the workers.
     """
-    from digest.db import session_scope
 
     with session_scope() as session:
         digest = session.execute(

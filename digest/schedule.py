@@ -16,24 +16,16 @@ collects and ranks the week's comparisons, later waves reuse its items and rende
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.cron import last_slot, parse_cron
 from digest.settings import get_settings
-from schema.models import Digest, Subscriber
-
-if TYPE_CHECKING:
-    from digest.planning import PlanReport
-
-log = logging.getLogger(__name__)
+from schema.models import Subscriber
 
 
 def slot_key(slot: datetime, timezone: str) -> str:
@@ -96,55 +88,3 @@ def due_waves(session: Session, now: datetime) -> list[Wave]:
         if now - slot <= grace:
             waves.append(Wave(name, slot))
     return sorted(waves, key=lambda w: (w.slot.astimezone(UTC), w.timezone))
-
-
-def fire_due_slots(session: Session, now: datetime) -> list[int]:
-    """Create and plan the digest of every due wave not fired yet; the caller commits.
-
-    The digest row and its whole plan are one transaction: a concurrent tick inserting the same
-    slot key waits on the unique index and then fails with IntegrityError (skipped here), and a
-    crash mid-plan leaves nothing behind, so the next tick tries again.
-    """
-    return [report.digest_id for report in fire_waves(session, now)]
-
-
-def fire_waves(session: Session, now: datetime) -> list[PlanReport]:
-    """`fire_due_slots` with each fired wave's plan (batch ids included)."""
-    from digest.planning import plan_digest
-
-    reports = []
-    for wave in due_waves(session, now):
-        if session.scalar(select(Digest.id).where(Digest.slot_key == wave.key)) is not None:
-            continue
-        savepoint = session.begin_nested()
-        digest = Digest(
-            kind="weekly",
-            status="planned",
-            slot_key=wave.key,
-            window_end=wave.slot.astimezone(UTC),
-            options={"timezone": wave.timezone, "edition": edition_of(wave.slot)},
-        )
-        session.add(digest)
-        try:
-            session.flush()
-        except IntegrityError:
-            savepoint.rollback()
-            log.info("slot %s already fired by another beat", wave.key)
-            continue
-        savepoint.commit()
-        report = plan_digest(session, digest, now=now)
-        log.info("fired %s: digest %s %s", wave.key, digest.id, report.reason or report.status)
-        reports.append(report)
-    return reports
-
-
-def fire_weekly_slots(now: datetime | None = None) -> list[PlanReport]:
-    """Beat's tick (`digest.fire_weekly_slots`): fire due waves and commit.
-
-    The caller hands every report's `batch_ids` to the workers after this returns.
-    """
-    from digest.db import session_scope
-
-    now = now or datetime.now(UTC)
-    with session_scope() as session:
-        return fire_waves(session, now)

@@ -17,6 +17,7 @@ from digest import tokens
 from digest.addresses import email_hash
 from digest.db import session_scope
 from digest.email_backends import Message, Recipient, SendResult, get_backend
+from digest.rendering import render_confirmation, render_goodbye, render_welcome
 from schema.models import Subscriber, Suppression
 
 
@@ -80,7 +81,6 @@ def send_confirmation(subscriber_id: int) -> bool:
 
     No List-Unsubscribe header: the address is not subscribed to anything yet.
     """
-    from digest.rendering import render_confirmation
 
     to = _addressee(subscriber_id, "pending")
     if to is None:
@@ -92,7 +92,6 @@ def send_confirmation(subscriber_id: int) -> bool:
 
 def send_welcome(subscriber_id: int) -> bool:
     """The first email after confirming, with working unsubscribe and preferences links."""
-    from digest.rendering import render_welcome
 
     to = _addressee(subscriber_id, "active")
     if to is None:
@@ -108,7 +107,6 @@ def send_welcome(subscriber_id: int) -> bool:
 
 def send_goodbye(subscriber_id: int) -> bool:
     """A short note confirming the unsubscribe; the only mail an unsubscribed address gets."""
-    from digest.rendering import render_goodbye
 
     to = _addressee(subscriber_id, "unsubscribed")
     if to is None:

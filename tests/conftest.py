@@ -30,8 +30,8 @@ PG_ADMIN_URL = os.environ.get(
     "DIGEST_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_BASE_URL = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379")
-INGEST_TOKEN = "test-ingest-token"
-ADMIN_TOKEN = "test-admin-token"
+INGEST_TOKEN = "test-ingest-token-5f1c9e7a3b2d4086"
+ADMIN_TOKEN = "test-admin-token-8c2e6a0f4b9d1357"
 SECRET_KEY = "test-secret-key-0123456789abcdef"
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 from bench.procs import wait_for
 from digest.cron import CronError, last_slot, next_slot, parse_cron
 from digest.db import new_session, session_scope
-from digest.schedule import fire_due_slots
 from digest.settings import Settings
+from digest.weekly import fire_waves
 from schema.models import Delivery, DeliveryBatch, Digest, DigestItem, Subscriber
 from tests.planning_worker import Launch
 from tests.recipients import MONDAY, add_subscribers, count, deliveries, publish
@@ -173,7 +173,7 @@ def readers(pg: str) -> dict[str, list[str]]:
 
 def tick(now: datetime) -> list[int]:
     with session_scope() as session:
-        return fire_due_slots(session, now)
+        return [report.digest_id for report in fire_waves(session, now)]
 
 
 def wave_of(digest_id: int) -> tuple[str, list[str]]:
@@ -252,7 +252,7 @@ def test_two_beats_at_once_fire_a_slot_once(readers: dict[str, list[str]]) -> No
         session = new_session()
         try:
             start.wait()
-            fired = fire_due_slots(session, now)
+            fired = [report.digest_id for report in fire_waves(session, now)]
             session.commit()
             results.append(fired)
         except BaseException as exc:  # surfaced below

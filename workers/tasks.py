@@ -11,7 +11,7 @@ import time
 from celery import group
 from sqlalchemy.exc import OperationalError
 
-from digest import alerts, operations, planning, schedule, sending, transactional
+from digest import alerts, operations, planning, sending, transactional, weekly
 from digest.db import session_scope
 from digest.email_backends import TransientSendError
 from digest.settings import get_settings
@@ -128,7 +128,7 @@ def send_goodbye(subscriber_id: int) -> bool:
     return transactional.send_goodbye(subscriber_id)
 
 
-# --- planning: weekly waves, ad hoc digests, alerts (digest/schedule.py, planning.py, alerts.py) --
+# --- planning: weekly waves, ad hoc digests, alerts (digest/weekly.py, planning.py, alerts.py) --
 
 
 def dispatch_batches(batch_ids: list[int]) -> None:
@@ -153,7 +153,7 @@ _PLANNING_RETRY = {
 @app.task(name="digest.fire_weekly_slots", **_PLANNING_RETRY)
 def fire_weekly_slots() -> list[int]:
     """Beat's tick: plan each timezone wave whose weekly slot is due, then send its batches."""
-    reports = schedule.fire_weekly_slots()
+    reports = weekly.fire_weekly_slots()
     dispatch_batches([batch_id for report in reports for batch_id in report.batch_ids])
     return [report.digest_id for report in reports]
 

@@ -1,0 +1,117 @@
+"""One-off emails to one subscriber: confirmation, welcome, goodbye.
+
+Each function takes a subscriber id, re-reads the row (the state may have changed since the task
+was queued) and sends only if the email still makes sense: a confirmation to a pending address,
+a welcome to an active one, a goodbye to one that just left — never to a suppressed address.
+Rendering lives in `digest.rendering`; the backend is `digest.email_backends.get_backend()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import select
+
+from digest import tokens
+from digest.addresses import email_hash
+from digest.db import session_scope
+from digest.email_backends import Message, Recipient, SendResult, get_backend
+from schema.models import Subscriber, Suppression
+
+
+class Rendered(Protocol):
+    """What `digest.rendering` returns (RenderedEmail): the parts an email needs."""
+
+    subject: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Addressee:
+    """The few fields an email needs, read in a short session that closes before sending."""
+
+    id: int
+    email: str
+    name: str | None
+
+
+def _addressee(subscriber_id: int, status: str) -> Addressee | None:
+    """The subscriber if it is in `status` and its address is not suppressed."""
+    with session_scope() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.status != status:
+            return None
+        suppressed = session.scalar(
+            select(Suppression.id).where(Suppression.email_hash == email_hash(subscriber.email))
+        )
+        if suppressed is not None:
+            return None
+        return Addressee(subscriber.id, subscriber.email, subscriber.name)
+
+
+def _send(to: Addressee, rendered: Rendered, kind: str, *, list_headers: bool) -> SendResult:
+    """One message to one recipient, rendered with its real values: no substitutions at all,
+    so nothing the recipient (or a stranger signing them up) typed is ever substituted raw."""
+    headers: dict[str, str] = {}
+    if list_headers:  # RFC 2369 + RFC 8058 one-click, for mail sent to a subscribed address
+        headers["List-Unsubscribe"] = f"<{tokens.unsubscribe_url(to.id)}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    message = Message(
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        recipients=[
+            Recipient(
+                email=to.email,
+                name=to.name,
+                headers=headers,
+                custom_args={"kind": kind, "subscriber_id": str(to.id)},
+            )
+        ],
+        categories=[kind],
+    )
+    return get_backend().send(message)
+
+
+def send_confirmation(subscriber_id: int) -> bool:
+    """The double opt-in email with the signed, expiring confirm link. False if not sent.
+
+    No List-Unsubscribe header: the address is not subscribed to anything yet.
+    """
+    from digest.rendering import render_confirmation
+
+    to = _addressee(subscriber_id, "pending")
+    if to is None:
+        return False
+    rendered = render_confirmation(name=to.name, confirm_url=tokens.confirm_url(to.id))
+    _send(to, rendered, "confirmation", list_headers=False)
+    return True
+
+
+def send_welcome(subscriber_id: int) -> bool:
+    """The first email after confirming, with working unsubscribe and preferences links."""
+    from digest.rendering import render_welcome
+
+    to = _addressee(subscriber_id, "active")
+    if to is None:
+        return False
+    rendered = render_welcome(
+        name=to.name,
+        unsubscribe_url=tokens.unsubscribe_url(to.id),
+        preferences_url=tokens.preferences_url(to.id),
+    )
+    _send(to, rendered, "welcome", list_headers=True)
+    return True
+
+
+def send_goodbye(subscriber_id: int) -> bool:
+    """A short note confirming the unsubscribe; the only mail an unsubscribed address gets."""
+    from digest.rendering import render_goodbye
+
+    to = _addressee(subscriber_id, "unsubscribed")
+    if to is None:
+        return False
+    _send(to, render_goodbye(name=to.name), "goodbye", list_headers=False)
+    return True

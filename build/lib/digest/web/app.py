@@ -1,0 +1,71 @@
+"""The FastAPI application: `digest serve`, `uvicorn digest.web.app:app`, or the Procfile."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from digest.settings import get_settings
+from digest.web import admin_api, health, ingest_api, subscribe_pages, webhooks_api
+from digest.web.body_limit import BodySizeLimit
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    """Serving processes only (uvicorn runs this; importing the module does not)."""
+    tune_garbage_collector()
+    yield
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Weekly AI Tool Verdicts",
+        version="0.1.0",
+        description="Subscriptions, ingest, operator and webhook endpoints of the digest service.",
+    )
+    app.include_router(health.router)
+    app.include_router(ingest_api.router)
+    app.include_router(admin_api.router)
+    app.include_router(webhooks_api.router)
+    subscribe_pages.install(app)
+    settings = get_settings()
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        prefixes=subscribe_pages.PUBLIC_PREFIXES,
+    )
+    if settings.cors_origins:  # fetch-based signup forms on these origins (added last: outermost)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type"],
+            max_age=600,
+        )
+    return app
+
+
+_GC_TUNED = False
+
+
+def tune_garbage_collector() -> None:
+    """For a serving process: the objects of start-up (modules, the app, settings) live as long
+    as the process, so they are frozen out of the collector's scans; and a request allocates
+    thousands of short-lived objects, so the youngest generation is collected every 50,000
+    allocations instead of every 700. Measured on POST /subscribe (bench/subscribe.py): about a
+    fifth less CPU per request and a shorter p99. Once per process: freezing again later would
+    pin whatever garbage is alive at that moment (test clients start the app many times)."""
+    global _GC_TUNED
+    if _GC_TUNED:
+        return
+    _GC_TUNED = True
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
+app = create_app()

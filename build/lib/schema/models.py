@@ -1,0 +1,426 @@
+"""The data's shape: SQLAlchemy 2.0 models. No behaviour lives here.
+
+Constraints are in the database (checks, uniques, foreign keys) so that SQLite and PostgreSQL
+both refuse bad rows, whatever code path writes them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets BIGINT ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC) if value is not None else None
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+VERDICT_LABELS = ("Ship", "Mixed", "Skip")
+PERSONAS = ("Builder", "Skeptic", "Futurist", "Founder", "Creator")
+SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "deleted")
+DIGEST_KINDS = ("weekly", "adhoc", "alert", "test")
+DIGEST_STATUSES = ("planned", "sending", "sent", "cancelled", "failed", "paused")
+BATCH_STATUSES = ("pending", "sending", "sent", "failed", "ambiguous", "cancelled")
+DELIVERY_STATUSES = ("pending", "sent", "failed", "cancelled", "skipped")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Comparison(Base):
+    """One published side-by-side page: two tools and their panel."""
+
+    __tablename__ = "comparisons"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    url: Mapped[str | None] = mapped_column(String(1000))
+    category: Mapped[str | None] = mapped_column(String(200))
+    published_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    retracted: Mapped[bool] = mapped_column(Boolean, default=False)
+    retracted_at: Mapped[datetime | None]
+    # Hash of the facts a verdict rests on; a change re-qualifies the comparison for a digest.
+    verdict_fingerprint: Mapped[str] = mapped_column(String(64))
+    # Hash of everything the page states; an identical re-import is recognised as unchanged.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tools: Mapped[list[Tool]] = relationship(
+        back_populates="comparison",
+        order_by="Tool.position",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+    __table_args__ = (
+        CheckConstraint("slug <> ''", name="slug_not_empty"),
+        CheckConstraint("title <> ''", name="title_not_empty"),
+        Index("ix_comparisons_published_at", "published_at"),
+    )
+
+
+class Tool(Base):
+    """One side of a comparison, with the panel's and the community's verdicts on it."""
+
+    __tablename__ = "tools"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    tagline: Mapped[str | None] = mapped_column(Text)
+    category: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    pricing: Mapped[str | None] = mapped_column(Text)
+    entry_price: Mapped[str | None] = mapped_column(String(50))
+    best_for: Mapped[str | None] = mapped_column(Text)
+    verdict_label: Mapped[str | None] = mapped_column(String(10))
+    panel_ship: Mapped[int | None] = mapped_column(Integer)
+    panel_skip: Mapped[int | None] = mapped_column(Integer)
+    panel_ship_pct: Mapped[int | None] = mapped_column(Integer)
+    community_ship: Mapped[int | None] = mapped_column(Integer)
+    community_skip: Mapped[int | None] = mapped_column(Integer)
+
+    comparison: Mapped[Comparison] = relationship(back_populates="tools")
+    reviews: Mapped[list[Review]] = relationship(
+        back_populates="tool",
+        order_by="Review.position",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+    __table_args__ = (
+        UniqueConstraint("comparison_id", "position", name="uq_tools_comparison_position"),
+        CheckConstraint("position IN (0, 1)", name="position_a_or_b"),
+        CheckConstraint("name <> ''", name="name_not_empty"),
+        CheckConstraint(
+            "verdict_label IS NULL OR " + _in("verdict_label", VERDICT_LABELS), name="verdict_label"
+        ),
+        CheckConstraint("panel_ship IS NULL OR panel_ship >= 0", name="panel_ship_nonneg"),
+        CheckConstraint("panel_skip IS NULL OR panel_skip >= 0", name="panel_skip_nonneg"),
+        CheckConstraint(
+            "panel_ship_pct IS NULL OR panel_ship_pct BETWEEN 0 AND 100", name="panel_pct_range"
+        ),
+        CheckConstraint(
+            "community_ship IS NULL OR community_ship >= 0", name="community_ship_nonneg"
+        ),
+        CheckConstraint(
+            "community_skip IS NULL OR community_skip >= 0", name="community_skip_nonneg"
+        ),
+    )
+
+
+class Review(Base):
+    """One reviewer persona's take on one tool."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tools.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    persona: Mapped[str | None] = mapped_column(String(20))
+    score: Mapped[int | None] = mapped_column(Integer)
+    verdict: Mapped[str | None] = mapped_column(String(4))
+    text: Mapped[str | None] = mapped_column(Text)
+
+    tool: Mapped[Tool] = relationship(back_populates="reviews")
+
+    __table_args__ = (
+        UniqueConstraint("tool_id", "position", name="uq_reviews_tool_position"),
+        CheckConstraint("persona IS NULL OR " + _in("persona", PERSONAS), name="persona"),
+        CheckConstraint("score IS NULL OR score BETWEEN 0 AND 100", name="score_range"),
+        CheckConstraint("verdict IS NULL OR verdict IN ('ship', 'skip')", name="verdict"),
+    )
+
+
+class Subscriber(Base):
+    """A newsletter address and what it agreed to."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    categories: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency: Mapped[str] = mapped_column(String(10), default="weekly")
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_at: Mapped[datetime | None]
+    consent_source: Mapped[str | None] = mapped_column(String(500))
+    consent_ip_hash: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+    confirmation_sent_at: Mapped[datetime | None]
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("uq_subscribers_email_lower", func.lower(email), unique=True),
+        Index("ix_subscribers_status_id", "status", "id"),
+        CheckConstraint("email <> ''", name="email_not_empty"),
+        CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
+        CheckConstraint("frequency IN ('weekly', 'every')", name="frequency"),
+        CheckConstraint("soft_bounces >= 0", name="soft_bounces_nonneg"),
+    )
+
+
+class Suppression(Base):
+    """An address that must never be mailed or re-added, kept only as a hash."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(
+            "reason IN ('bounced', 'complained', 'unsubscribed', 'deleted')", name="reason"
+        ),
+    )
+
+
+class Digest(Base):
+    """One mailing: its frozen items, its state, and (for beat) the slot that fired it."""
+
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(10), default="planned")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    # Unique per weekly slot and timezone wave: two beats cannot create the same digest twice.
+    slot_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    window_start: Mapped[datetime | None]
+    window_end: Mapped[datetime | None]
+    subject: Mapped[str | None] = mapped_column(String(300))
+    preheader: Mapped[str | None] = mapped_column(String(300))
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+    renders: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    items: Mapped[list[DigestItem]] = relationship(
+        back_populates="digest", order_by="DigestItem.rank", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        CheckConstraint(_in("kind", DIGEST_KINDS), name="kind"),
+        CheckConstraint(_in("status", DIGEST_STATUSES), name="status"),
+    )
+
+
+class DigestItem(Base):
+    """A comparison frozen into a digest at its rank, with the one-line reason for it."""
+
+    __tablename__ = "digest_items"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id"))
+    rank: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    explanation: Mapped[str] = mapped_column(Text)
+    verdict_fingerprint: Mapped[str] = mapped_column(String(64))
+
+    digest: Mapped[Digest] = relationship(back_populates="items")
+    comparison: Mapped[Comparison] = relationship(lazy="joined")
+
+    __table_args__ = (
+        UniqueConstraint("digest_id", "rank", name="uq_digest_items_digest_rank"),
+        UniqueConstraint("digest_id", "comparison_id", name="uq_digest_items_digest_comparison"),
+        CheckConstraint("rank >= 1", name="rank_positive"),
+    )
+
+
+class DigestSegment(Base):
+    """The email rendered once for one preference segment; recipients share it."""
+
+    __tablename__ = "digest_segments"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    segment_key: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(300))
+    html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    # The render's unguessable placeholder keys (digest/substitution.py); NULL for renders
+    # planned before migration 0005, which used the old fixed keys.
+    placeholder_nonce: Mapped[str | None] = mapped_column(String(12))
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+    digest: Mapped[Digest] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("digest_id", "segment_key", name="uq_digest_segments_digest_key"),
+    )
+
+
+class DeliveryBatch(Base):
+    """Up to 1000 recipients sent in one API request; the unit of claiming and retrying."""
+
+    __tablename__ = "delivery_batches"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
+    segment_id: Mapped[int] = mapped_column(ForeignKey("digest_segments.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+    digest: Mapped[Digest] = relationship()
+    segment: Mapped[DigestSegment] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("digest_id", "seq", name="uq_delivery_batches_digest_seq"),
+        CheckConstraint(_in("status", BATCH_STATUSES), name="status"),
+        CheckConstraint("size BETWEEN 0 AND 1000", name="size_range"),
+        Index("ix_delivery_batches_digest_status", "digest_id", "status"),
+    )
+
+
+class Delivery(Base):
+    """One recipient of one digest: the row that makes "exactly once" checkable."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    # No foreign keys (migrations 0003, 0004): checking a million rows against digests,
+    # batches and subscribers was most of planning time. Only planning and a 413 split write
+    # these ids, in the transaction that creates the batch; digests and batches are never
+    # deleted, subscribers neither (erasure keeps the row).
+    digest_id: Mapped[int] = mapped_column(Id)
+    batch_id: Mapped[int | None] = mapped_column(Id)
+    subscriber_id: Mapped[int] = mapped_column(Id)
+    email: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
+        CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
+        Index("ix_deliveries_batch_id", "batch_id"),
+    )
+
+
+class InboundEvent(Base):
+    """Every event that came in (site, files, pages, SendGrid), keyed for idempotency."""
+
+    __tablename__ = "inbound_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+    # One key space for every door: the same event by API and by file is still one event.
+    __table_args__ = (UniqueConstraint("key", name="uq_inbound_events_key"),)
+
+
+class WebhookBatch(Base):
+    """A verified SendGrid webhook body, stored as received and processed by a worker."""
+
+    __tablename__ = "webhook_batches"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    events: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EmailEvent(Base):
+    """One normalised SendGrid event (delivered, bounce, open, click, ...)."""
+
+    __tablename__ = "email_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    sg_event_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    sg_message_id: Mapped[str | None] = mapped_column(String(200))
+    # Second idempotency key: hash of message id, address, event, time and URL (tracking.py).
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(30))
+    bounce_class: Mapped[str | None] = mapped_column(String(10))  # hard / soft
+    email: Mapped[str | None] = mapped_column(String(320))
+    occurred_at: Mapped[datetime]
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="SET NULL")
+    )
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    url: Mapped[str | None] = mapped_column(Text)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_email_events_digest_event", "digest_id", "event"),
+        Index("ix_email_events_delivery_id", "delivery_id"),
+    )

@@ -1,0 +1,75 @@
+"""The Celery application and its configuration.
+
+With `DIGEST_BROKER_URL` empty, tasks run in-process (`task_always_eager`): the embedded default
+uses the very same task functions as production, just without a broker.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from digest.settings import Settings, get_settings
+
+# The default DIGEST_VISIBILITY_TIMEOUT (seconds), for checks that compare retry caps with it.
+VISIBILITY_TIMEOUT = Settings.model_fields["visibility_timeout"].default
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    eager = not settings.broker_url
+    celery = Celery("workers", include=["workers.tasks"])
+    celery.conf.update(
+        broker_url=settings.broker_url or "memory://",
+        task_always_eager=eager,
+        task_eager_propagates=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # DIGEST_VISIBILITY_TIMEOUT: longer than any retry delay or countdown, so Redis never
+        # redelivers a task that is merely waiting; a dead worker's tasks come back after it.
+        # kombu sweeps for such tasks every interval × throttle seconds (default 100 s): keep
+        # the sweep at about a tenth of the timeout so short timeouts (tests) recover quickly.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            "unacked_restore_interval": max(1, min(10, round(settings.visibility_timeout / 10))),
+            "unacked_restore_throttle": 1 if settings.visibility_timeout < 1000 else 10,
+        },
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        timezone=settings.timezone,
+        enable_utc=True,
+        worker_hijack_root_logger=False,
+        # Every periodic job, in one place. Each checks the database for due work, so a tick
+        # nobody ran in time (expired) is simply done by the next one.
+        beat_schedule={
+            # a timezone wave of the weekly digest is due (digest/schedule.py)
+            "digest.fire_weekly_slots": {
+                "task": "digest.fire_weekly_slots",
+                "schedule": settings.beat_interval,
+                "options": {"expires": settings.beat_interval},
+            },
+            # batches left `sending` by a lost worker become ambiguous (digest/operations.py)
+            "digest.reap_stale_claims": {
+                "task": "digest.reap_stale_claims",
+                "schedule": settings.send_reap_interval,
+                "options": {"expires": settings.send_reap_interval},
+            },
+            # pending batches whose task was lost are queued again; the claim stops duplicates
+            "digest.requeue_orphaned_batches": {
+                "task": "digest.requeue_orphaned_batches",
+                "schedule": settings.send_orphan_after / 2,
+            },
+            # stored webhook bodies whose processing task was lost are queued again
+            "digest.requeue_unprocessed_webhooks": {
+                "task": "digest.requeue_unprocessed_webhooks",
+                "schedule": settings.webhook_requeue_after,
+                "options": {"expires": settings.webhook_requeue_after},
+            },
+        },
+    )
+    return celery
+
+
+app = make_app()

@@ -1,0 +1,178 @@
+"""Celery tasks: thin, explicitly named wrappers that take ids and call one domain function.
+
+Every task here opens its own database session through the domain function it calls; retry
+policy is declared on the task, business rules live in `digest/`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from celery import group
+from sqlalchemy.exc import OperationalError
+
+from digest import alerts, operations, planning, schedule, sending, transactional
+from digest.db import session_scope
+from digest.email_backends import TransientSendError
+from digest.settings import get_settings
+from digest.tracking import pending_batches, process_batch
+from workers.app import app
+
+__all__ = ["app"]
+
+
+@app.task(
+    name="digest.process_webhook_batch",
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # deadlocks and lost connections: try again
+    retry_backoff=2,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def process_webhook_batch(batch_id: int) -> int:
+    """Turn one stored SendGrid webhook body into events, suppressions and flags."""
+    with session_scope() as session:
+        return process_batch(session, batch_id).inserted
+
+
+@app.task(name="digest.requeue_unprocessed_webhooks", acks_late=True)
+def requeue_unprocessed_webhooks() -> list[int]:
+    """Stored webhook bodies nobody processed (a task lost with the broker): queue them again.
+
+    Processing is idempotent (events are deduplicated), so a body queued twice counts once.
+    """
+    with session_scope() as session:
+        batch_ids = pending_batches(session, older_than=get_settings().webhook_requeue_after)
+    for batch_id in batch_ids:
+        process_webhook_batch.delay(batch_id)
+    return batch_ids
+
+
+# --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------
+
+
+@app.task(
+    name="digest.send_batch",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    # A lost database connection (failover, pg_terminate_backend) rolled the step back: try
+    # again soon rather than leave the batch to the orphan sweep hours later. A retry after
+    # the request went out finds the claim and stops; the reaper then reports it ambiguous.
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def send_batch(self, batch_id: int) -> str:
+    """Send one planned batch exactly once. The ledger counts attempts and gives up after
+    DIGEST_SEND_MAX_ATTEMPTS, so Celery's own retry limit stays off; the retry delay is capped
+    below the broker's visibility timeout (see workers/app.py)."""
+    while True:
+        outcome = sending.send_batch(batch_id)
+        for other in outcome.enqueue:
+            send_batch.delay(other)
+        if outcome.retry_in is None:
+            return outcome.status
+        if not self.request.is_eager:
+            raise self.retry(countdown=outcome.retry_in)
+        # In-process (no broker), an eager retry would raise to the caller: wait here instead.
+        time.sleep(outcome.retry_in)
+
+
+@app.task(name="digest.reap_stale_claims", acks_late=True)
+def reap_stale_claims() -> list[int]:
+    """Batches left `sending` by a lost worker become ambiguous (never resent silently)."""
+    with session_scope() as session:
+        return operations.reap_stale_claims(session, get_settings().send_claim_timeout)
+
+
+@app.task(name="digest.requeue_orphaned_batches", acks_late=True)
+def requeue_orphaned_batches() -> list[int]:
+    """Enqueue pending batches whose task was lost; a duplicate task finds the claim and stops."""
+    with session_scope() as session:
+        batch_ids = operations.requeue_orphaned_batches(session, get_settings().send_orphan_after)
+    for batch_id in batch_ids:
+        send_batch.delay(batch_id)
+    return batch_ids
+
+
+# --- subscriber emails: confirmation, welcome, goodbye (digest/transactional.py) ----------------
+
+_TRANSACTIONAL_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (TransientSendError, OperationalError),
+    "retry_backoff": 5,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@app.task(name="digest.send_confirmation", **_TRANSACTIONAL_RETRY)
+def send_confirmation(subscriber_id: int) -> bool:
+    """The double opt-in email; skipped if the subscriber is no longer pending."""
+    return transactional.send_confirmation(subscriber_id)
+
+
+@app.task(name="digest.send_welcome", **_TRANSACTIONAL_RETRY)
+def send_welcome(subscriber_id: int) -> bool:
+    """The first email after confirming; skipped unless the subscriber is active."""
+    return transactional.send_welcome(subscriber_id)
+
+
+@app.task(name="digest.send_goodbye", **_TRANSACTIONAL_RETRY)
+def send_goodbye(subscriber_id: int) -> bool:
+    """The note after unsubscribing; skipped unless the subscriber is still unsubscribed."""
+    return transactional.send_goodbye(subscriber_id)
+
+
+# --- planning: weekly waves, ad hoc digests, alerts (digest/schedule.py, planning.py, alerts.py) --
+
+
+def dispatch_batches(batch_ids: list[int]) -> None:
+    """One `digest.send_batch` task per batch, as a group: no chord, the database tracks the end.
+
+    Entry points (CLI, admin API, demo) call this after the plan is committed.
+    """
+    if batch_ids:
+        group(app.signature("digest.send_batch", args=(batch_id,)) for batch_id in batch_ids)()
+
+
+_PLANNING_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError,),  # lost connections, deadlocks: the plan rolled back
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@app.task(name="digest.fire_weekly_slots", **_PLANNING_RETRY)
+def fire_weekly_slots() -> list[int]:
+    """Beat's tick: plan each timezone wave whose weekly slot is due, then send its batches."""
+    reports = schedule.fire_weekly_slots()
+    dispatch_batches([batch_id for report in reports for batch_id in report.batch_ids])
+    return [report.digest_id for report in reports]
+
+
+@app.task(name="digest.plan_digest", **_PLANNING_RETRY)
+def plan_digest(digest_id: int) -> str:
+    """Plan a requested digest (admin API), then send its batches."""
+    report = planning.plan_digest_id(digest_id)
+    if report is None:
+        return "already planned"
+    dispatch_batches(report.batch_ids)
+    return report.status
+
+
+@app.task(name="digest.plan_alert", **_PLANNING_RETRY)
+def plan_alert(comparison_id: int) -> str:
+    """A newly published comparison: alert the subscribers who want every one."""
+    report = alerts.plan_alert(comparison_id)
+    if report is None:
+        return "no alert"
+    dispatch_batches(report.batch_ids)
+    return report.status

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import JSON, String, Text, cast, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -45,6 +46,11 @@ from schema.models import (
 )
 
 NAME_PLACEHOLDER = "[erased]"
+# What may not touch an address for it to be that address: a character common in local parts
+# before it (not `=`, `/` or `:`, which precede addresses in links and headers), a label
+# character or a dot that continues the domain after it.
+_ADDRESS_BEFORE = r"(?<![\w.+'-])"
+_ADDRESS_AFTER = r"(?![\w-]|\.[\w-])"
 CHUNK = 1000
 
 
@@ -58,50 +64,57 @@ def deleted_placeholder(subscriber_id: int) -> str:
 
 @dataclass(frozen=True)
 class Redaction:
-    """Strings to remove and what replaces them: the address, and (in the person's rows) names."""
+    """Strings to remove and what replaces them.
+
+    In the person's own rows (`own`: their events, their deliveries) every occurrence of the
+    address goes, in any case and spelling, and so does their name. Elsewhere only the address
+    as a whole address goes: erasing bob@x.example must not rewrite jimbob@x.example or
+    bob@x.example.org in someone else's row, and a name ("Ada") is an ordinary word there.
+    """
 
     address: str
     replacement: str
     names: tuple[str, ...] = ()
 
-    def _pattern(self, with_names: bool) -> re.Pattern[str]:
-        needles = [self.address, *(self.names if with_names else ())]
-        needles = sorted({n for n in needles if n}, key=len, reverse=True)
-        return re.compile("|".join(re.escape(n) for n in needles), re.IGNORECASE)
+    def _pattern(self, own: bool) -> re.Pattern[str]:
+        spellings = "|".join(map(re.escape, sorted(_spellings(self.address), key=len)[::-1]))
+        if not own:
+            return re.compile(_ADDRESS_BEFORE + f"(?:{spellings})" + _ADDRESS_AFTER, re.I)
+        names = sorted({n for n in self.names if n}, key=len, reverse=True)
+        return re.compile("|".join([spellings, *map(re.escape, names)]), re.IGNORECASE)
 
-    def text(self, value: str, *, with_names: bool = False) -> str:
-        pattern = self._pattern(with_names)
+    def text(self, value: str, *, own: bool = False) -> str:
+        spellings = {a.lower() for a in _spellings(self.address)}
 
         def replace(match: re.Match[str]) -> str:
             found = match.group(0).lower()
-            return self.replacement if found == self.address.lower() else NAME_PLACEHOLDER
+            return self.replacement if found in spellings else NAME_PLACEHOLDER
 
-        return pattern.sub(replace, value)
+        return self._pattern(own).sub(replace, value)
 
-    def json(self, value: Any, *, with_names: bool = False) -> Any:
+    def json(self, value: Any, *, own: bool = False) -> Any:
         """The same JSON with every string (keys too, at any depth) redacted."""
         if isinstance(value, str):
-            return self.text(value, with_names=with_names)
+            return self.text(value, own=own)
         if isinstance(value, list):
-            return [self.json(v, with_names=with_names) for v in value]
+            return [self.json(v, own=own) for v in value]
         if isinstance(value, dict):
-            return {
-                self.text(k, with_names=with_names): self.json(v, with_names=with_names)
-                for k, v in value.items()
-            }
+            return {self.text(k, own=own): self.json(v, own=own) for k, v in value.items()}
         return value
 
-    def mentions(self, value: str) -> bool:
-        return self._pattern(False).search(value) is not None
+
+def _spellings(address: str) -> set[str]:
+    """The address as written and percent-encoded (in a link: `bob%40x.example`)."""
+    return {address, quote(address, safe="")}
 
 
 def _like_patterns(address: str) -> list[str]:
     """LIKE patterns (lower case, `\\` escapes) that find the address in text or in JSON text.
 
     JSON may store non-ASCII characters as `\\uXXXX` escapes, so the escaped spelling is searched
-    too.
+    too. A superset: the exact match is decided in Python (`Redaction`).
     """
-    spellings = {address.lower(), json.dumps(address.lower())[1:-1]}
+    spellings = {s.lower() for a in _spellings(address) for s in (a, json.dumps(a)[1:-1])}
     escaped = (s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for s in spellings)
     return [f"%{s}%" for s in escaped]
 
@@ -263,12 +276,15 @@ def _erase_events(
         if is_own:
             payload.pop("email", None)
             event.email = None
-        event.payload = redaction.json(payload, with_names=is_own)
+        redacted = redaction.json(payload, own=is_own)
+        if redacted != event.payload:
+            event.payload = redacted
         if event.url:
-            event.url = redaction.text(event.url, with_names=is_own)
+            event.url = redaction.text(event.url, own=is_own)
         if event.sg_message_id:
-            event.sg_message_id = redaction.text(event.sg_message_id)
-        report.count("email_events")
+            event.sg_message_id = redaction.text(event.sg_message_id, own=is_own)
+        if session.is_modified(event):
+            report.count("email_events")
 
 
 def _belongs(event: Any, address: str, delivery_ids: set[int]) -> bool:
@@ -295,7 +311,7 @@ def redact_body(body: str, redaction: Redaction, delivery_ids: set[int] = frozen
     if not isinstance(events, list):
         return json.dumps(redaction.json(events), separators=(",", ":"))
     address = redaction.address.lower()
-    redacted = [redaction.json(e, with_names=_belongs(e, address, delivery_ids)) for e in events]
+    redacted = [redaction.json(e, own=_belongs(e, address, delivery_ids)) for e in events]
     return json.dumps(redacted, separators=(",", ":"))
 
 
@@ -306,8 +322,10 @@ def _erase_bodies(
     for batch in session.scalars(
         select(WebhookBatch).where(_mentions_address(WebhookBatch.body, redaction.address))
     ):
-        batch.body = redact_body(batch.body, redaction, ids)
-        report.count("webhook_batches")
+        body = redact_body(batch.body, redaction, ids)
+        if body != batch.body:
+            batch.body = body
+            report.count("webhook_batches")
 
 
 # Columns erased above by rule (the person's rows); every other text column is swept.
@@ -339,6 +357,8 @@ def _sweep(session: Session, redaction: Redaction, report: ErasureReport) -> Non
             value = row[-1]
             is_json = isinstance(column.type, JSON)
             new = redaction.json(value) if is_json else redaction.text(value)
+            if new == value:  # the substring search also finds longer addresses
+                continue
             where = [key == row[i] for i, key in enumerate(keys)]
             session.execute(update(table).where(*where).values({column.name: new}))
             report.count(table.name)
@@ -377,7 +397,7 @@ def erase_subscriber(
     for delivery in session.scalars(
         select(Delivery).where(Delivery.subscriber_id == subscriber_id, Delivery.error.is_not(None))
     ):
-        delivery.error = redaction.text(delivery.error or "", with_names=True)
+        delivery.error = redaction.text(delivery.error or "", own=True)
 
     subscriber.email = placeholder
     subscriber.name = None

@@ -626,13 +626,14 @@ def _forget_erased(session: Session, batch: WebhookBatch, rows: list[dict[str, A
     for address in sorted(forgotten):
         redaction = Redaction(address=address, replacement=ERASED)
         for row in rows:
-            if row["email"] and row["email"].lower() == address:
+            own = bool(row["email"]) and row["email"].lower() == address
+            if own:
                 row["email"] = None
                 row["payload"] = {k: v for k, v in row["payload"].items() if k != "email"}
-            row["payload"] = redaction.json(row["payload"])
+            row["payload"] = redaction.json(row["payload"], own=own)
             for name in ("url", "sg_message_id"):
                 if row[name]:
-                    row[name] = redaction.text(row[name])
+                    row[name] = redaction.text(row[name], own=own)
         batch.body = redact_body(batch.body, redaction)
 
 

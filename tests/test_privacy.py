@@ -8,11 +8,15 @@ for the address (any case) and the name: nothing may be left.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import JSON, String, Text, cast, func, select, update
 from typer.testing import CliRunner
 
@@ -81,6 +85,9 @@ def bob_events(sent: SentDigest) -> list[dict]:
         event_for(
             sent, "click", BOB, at=T0 + 700, url=f"https://shiporskip.example/c?who={BOB.lower()}"
         ),
+        event_for(  # the address percent-encoded in a link
+            sent, "click", BOB, at=T0 + 701, url=f"https://shiporskip.example/c?u={quote(BOB)}"
+        ),
         event_for(
             sent,
             "bounce",
@@ -128,7 +135,7 @@ def hits(needle: str) -> list[str]:
 
 
 def leftovers() -> dict[str, list[str]]:
-    needles = [BOB, NAME, "Quillfeather"]
+    needles = [BOB, quote(BOB, safe=""), NAME, "Quillfeather"]
     return {needle: hits(needle) for needle in needles if hits(needle)}
 
 
@@ -273,6 +280,85 @@ def test_erasure_on_the_embedded_default_leaves_nothing(sqlite: str, monkeypatch
     assert leftovers() == {}
 
 
+def test_erasure_leaves_longer_addresses_that_contain_the_erased_one_alone(
+    client: TestClient, signer: Signer
+) -> None:
+    """Erasing bob@x.example must not touch jimbob@x.example or bob@x.example.org."""
+    bob, jimbob, bob_org = "bob@x.example", "jimbob@x.example", "bob@x.example.org"
+    with session_scope() as session:
+        sent = sent_digest(session, [bob, jimbob, bob_org])
+    others = [
+        event_for(sent, "bounce", who, type="bounce", reason=f"550 <{who}> unknown")
+        for who in (jimbob, bob_org)
+    ]
+    post(client, signer, [event_for(sent, "delivered", bob), *others])
+    delete_me(client, sent.subscribers[bob])
+    with session_scope() as session:
+        for who in (jimbob, bob_org):
+            (event,) = session.scalars(select(EmailEvent).where(EmailEvent.email == who)).all()
+            assert event.payload["reason"] == f"550 <{who}> unknown"
+            assert event.delivery_id == sent.deliveries[who]
+            delivery = session.get(Delivery, sent.deliveries[who])
+            assert delivery.email == who
+        (body,) = session.scalars(select(WebhookBatch.body)).all()
+    assert json.loads(body)[1]["email"] == jimbob
+    assert json.loads(body)[2]["reason"] == f"550 <{bob_org}> unknown"
+    assert f'"{bob}"' not in body
+
+
+# --- redaction, for any text ----------------------------------------------------------------------
+
+ADDRESS = "Bob.Q+news@x.example"
+SEPARATORS = st.sampled_from([" ", "<", ">", ":", "=", '"', "(", ")", ",", ";", "\n", "/"])
+NOISE = st.text(alphabet=st.characters(blacklist_characters="@"), max_size=30)
+
+
+def _case_variant(draw: st.DrawFn) -> str:
+    flips = draw(st.lists(st.booleans(), min_size=len(ADDRESS), max_size=len(ADDRESS)))
+    return "".join(c.upper() if f else c.lower() for c, f in zip(ADDRESS, flips, strict=True))
+
+
+@st.composite
+def texts_quoting_the_address(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(1, 3))):
+        variant = _case_variant(draw)
+        if draw(st.booleans()):
+            variant = quote(variant, safe="")
+        parts += [draw(NOISE), draw(SEPARATORS), variant, draw(SEPARATORS)]
+    return "".join([*parts, draw(NOISE)])
+
+
+@given(texts_quoting_the_address())
+def test_redaction_removes_the_address_in_any_case_and_spelling(value: str) -> None:
+    redacted = privacy.Redaction(ADDRESS, "deleted-1@invalid").text(value)
+    assert ADDRESS.lower() not in redacted.lower()
+    assert quote(ADDRESS, safe="").lower() not in redacted.lower()
+
+
+@given(st.text())
+def test_redaction_leaves_text_without_the_address_unchanged(value: str) -> None:
+    if ADDRESS.lower() in value.lower() or quote(ADDRESS, safe="").lower() in value.lower():
+        return
+    assert privacy.Redaction(ADDRESS, "deleted-1@invalid").text(value) == value
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | NOISE | texts_quoting_the_address(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(NOISE | texts_quoting_the_address(), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_redaction_reaches_every_string_of_nested_json(value: object) -> None:
+    redacted = privacy.Redaction(ADDRESS, "deleted-1@invalid").json(value)
+    assert ADDRESS.lower() not in json.dumps(redacted, ensure_ascii=False).lower()
+
+
 # --- retention of raw webhook bodies --------------------------------------------------------------
 
 
@@ -354,12 +440,12 @@ def test_export_includes_the_persons_events_and_nobody_elses(attacked: SentDiges
     with session_scope() as session:
         data = subscriptions.export_data(session, attacked.subscribers[BOB])
     events = data["events"]
-    assert [e["event"] for e in events] == ["delivered", "open", "click", "bounce"]
+    assert [e["event"] for e in events] == ["delivered", "open", "click", "click", "bounce"]
     assert {e["digest_id"] for e in events} == {attacked.digest_id}
     assert {e["delivery_id"] for e in events} == {attacked.deliveries[BOB]}
     click = events[2]
     assert click["url"].startswith("https://shiporskip.example/c")
     assert events[1]["machine"] is False
-    assert events[3]["bounce_class"] == "hard"
+    assert events[4]["bounce_class"] == "hard"
     assert datetime.fromisoformat(events[0]["occurred_at"]) == datetime.fromtimestamp(T0 + 5, UTC)
     assert ADA not in str(data)

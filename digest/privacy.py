@@ -374,10 +374,10 @@ def erase_subscriber(
     """
     now = now or datetime.now(UTC)
     report = ErasureReport(subscriber_id=subscriber_id)
+    _lock_unprocessed_bodies(session)  # first: a worker locks its body, then subscribers
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
     if subscriber is None or subscriber.status == "deleted":
         return report
-    _lock_unprocessed_bodies(session)
     address = subscriber.email
     placeholder = deleted_placeholder(subscriber_id)
     names = (subscriber.name.strip(),) if subscriber.name and subscriber.name.strip() else ()

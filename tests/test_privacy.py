@@ -424,6 +424,27 @@ def test_beat_prunes_with_the_retention_setting(
     assert pending == [None]
 
 
+def test_the_requeue_sweep_still_finds_unprocessed_bodies_after_a_prune(
+    attacked: SentDigest,
+) -> None:
+    from workers.tasks import requeue_unprocessed_webhooks
+
+    with session_scope() as session:
+        prune_processed_bodies(session, timedelta(0))
+        session.execute(
+            update(WebhookBatch).values(received_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+    with eager_celery():
+        requeued = requeue_unprocessed_webhooks()
+    assert len(requeued) == 1
+    with session_scope() as session:
+        assert session.scalars(select(WebhookBatch.processed_at)).one() is not None
+        opens = session.scalar(
+            select(func.count()).select_from(EmailEvent).where(EmailEvent.event == "open")
+        )
+    assert opens == 3  # Bob's first open, then the waiting body's opens for Bob and Ada
+
+
 def test_a_redelivered_task_for_a_pruned_body_does_nothing(attacked: SentDigest) -> None:
     from workers.tasks import process_webhook_batch
 

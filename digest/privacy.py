@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -287,7 +287,7 @@ def _erase_events(
             report.count("email_events")
 
 
-def _belongs(event: Any, address: str, delivery_ids: set[int]) -> bool:
+def _belongs(event: Any, address: str, delivery_ids: Collection[int]) -> bool:
     if not isinstance(event, dict):
         return False
     if str(event.get("email") or "").strip().lower() == address:
@@ -298,7 +298,7 @@ def _belongs(event: Any, address: str, delivery_ids: set[int]) -> bool:
         return False
 
 
-def redact_body(body: str, redaction: Redaction, delivery_ids: set[int] = frozenset()) -> str:
+def redact_body(body: str, redaction: Redaction, delivery_ids: Collection[int] = ()) -> str:
     """A stored webhook body with the address replaced (and names in the person's own events).
 
     The result is still a JSON array of the same events, so a body not yet processed processes

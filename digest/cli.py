@@ -395,6 +395,23 @@ def subscribers_export(
     err.print(f"exported {count} subscriber(s)" + (f" to {out}" if out else ""))
 
 
+@subscribers_app.command("erase")
+def subscribers_erase(
+    address: Annotated[str, typer.Argument(help="The address to forget")],
+) -> None:
+    """Erase an address everywhere (as "delete me" does); a hashed suppression entry is kept."""
+    from digest.db import session_scope
+    from digest.privacy import erase_address
+
+    with session_scope() as session:
+        report = erase_address(session, address)
+    if not report.erased:
+        console.print("nothing held that address; it is suppressed (hashed) from now on")
+        return
+    rows = ", ".join(f"{table} {count}" for table, count in sorted(report.rows.items()))
+    console.print(f"erased: {rows}; a hashed suppression entry is kept")
+
+
 # --- watching and steering a digest in flight (digest/operations.py) ---------------------------
 
 

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)  # larger bodies get 413
     # A stored webhook body still unprocessed this long lost its task: beat queues it again.
     webhook_requeue_after: float = Field(default=300.0, gt=0)
+    # Raw webhook bodies hold addresses: deleted this many hours after processing (0 = at the
+    # next prune, every DIGEST_WEBHOOK_PRUNE_INTERVAL seconds).
+    webhook_body_retention_hours: float = Field(default=24.0, ge=0)
+    webhook_prune_interval: float = Field(default=600.0, gt=0)
     soft_bounce_limit: int = Field(default=3, ge=1)  # consecutive soft bounces → bounced
     machine_click_seconds: int = Field(default=10, ge=0)  # click this soon after delivery: a bot
     machine_click_links: int = Field(default=3, ge=2)  # this many links clicked in that window

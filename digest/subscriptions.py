@@ -21,9 +21,11 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Table, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from digest import privacy
 from digest.addresses import email_hash  # the one suppression hash; re-exported here
+from digest.privacy import deleted_placeholder  # noqa: F401  (re-exported for older callers)
 from digest.settings import get_settings
-from schema.models import Comparison, Delivery, Digest, EmailEvent, Subscriber, Suppression
+from schema.models import Comparison, Subscriber, Suppression
 
 # Categories a subscriber can pick before any comparison of that kind exists (the site's sections).
 KNOWN_CATEGORIES = ("Design", "Developer Tools", "Productivity", "Research", "Writing")
@@ -506,96 +508,14 @@ def update_preferences(
     return subscriber
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
-    """Everything stored about one subscriber (GDPR access): the row and their deliveries."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return None
-    deliveries = session.execute(
-        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at)
-        .join(Digest, Digest.id == Delivery.digest_id)
-        .where(Delivery.subscriber_id == subscriber_id)
-        .order_by(Delivery.id)
-    ).all()
-    return {
-        "subscriber": {
-            "id": subscriber.id,
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "status": subscriber.status,
-            "categories": list(subscriber.categories or []),
-            "frequency": subscriber.frequency,
-            "timezone": subscriber.timezone,
-            "paused": subscriber.paused,
-            "consent_at": _iso(subscriber.consent_at),
-            "consent_source": subscriber.consent_source,
-            "consent_ip_hash": subscriber.consent_ip_hash,
-            "confirmed_at": _iso(subscriber.confirmed_at),
-            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-            "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-            "soft_bounces": subscriber.soft_bounces,
-            "created_at": _iso(subscriber.created_at),
-            "updated_at": _iso(subscriber.updated_at),
-        },
-        "deliveries": [
-            {
-                "id": delivery.id,
-                "digest_id": delivery.digest_id,
-                "digest_kind": kind,
-                "subject": subject,
-                "sent_to": delivery.email,
-                "status": delivery.status,
-                "digest_finished_at": _iso(finished_at),
-            }
-            for delivery, kind, subject, finished_at in deliveries
-        ],
-    }
-
-
-def deleted_placeholder(subscriber_id: int) -> str:
-    return f"deleted-{subscriber_id}@invalid"
+    """Everything stored about one subscriber; see `digest.privacy.export_data`."""
+    return privacy.export_data(session, subscriber_id)
 
 
 def delete_subscriber(session: Session, subscriber_id: int, now: datetime | None = None) -> bool:
-    """Erase a subscriber's personal data, keeping only a hashed suppression entry.
+    """Erase a subscriber everywhere ("delete me"); see `digest.privacy.erase_subscriber`.
 
-    The row stays (deliveries point at it) but is anonymised; the address is replaced in
-    deliveries and tracking events too. The suppression stops an old import from re-adding the
-    address. Returns False when there was nothing left to erase.
+    Returns False when there was nothing left to erase.
     """
-    now = now or datetime.now(UTC)
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None or subscriber.status == "deleted":
-        return False
-    address = subscriber.email
-    placeholder = deleted_placeholder(subscriber_id)
-    key = email_hash(address)
-    if session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is None:
-        session.add(Suppression(email_hash=key, reason="deleted", created_at=now))
-    session.execute(
-        update(Delivery)
-        .where(Delivery.subscriber_id == subscriber_id)
-        .values(email=placeholder)
-        .execution_options(synchronize_session=False)
-    )
-    events = session.scalars(
-        select(EmailEvent).where(func.lower(EmailEvent.email) == address.lower())
-    )
-    for event in events:  # SendGrid's raw event names the address as well
-        event.email = None
-        event.payload = {k: v for k, v in (event.payload or {}).items() if k != "email"}
-    subscriber.email = placeholder
-    subscriber.name = None
-    subscriber.status = "deleted"
-    subscriber.categories = []
-    subscriber.timezone = None
-    subscriber.paused = False
-    subscriber.consent_source = None
-    subscriber.consent_ip_hash = None
-    subscriber.updated_at = now
-    session.flush()
-    return True
+    return privacy.erase_subscriber(session, subscriber_id, now).erased

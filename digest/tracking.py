@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash
+from digest.privacy import Redaction, redact_body
 from digest.settings import Settings, get_settings
 from schema.models import (
     Delivery,
@@ -578,6 +579,7 @@ def process_batch(
     rows = [normalise(e, batch.received_at) for e in events]
     outcome.events = len(rows)
     unique = _unique_in_batch(rows)
+    _forget_erased(session, batch, unique)
     outcome.linked = link(session, unique)
     inserted = _insert_new(session, unique)
     outcome.inserted = len(inserted)
@@ -593,6 +595,64 @@ def process_batch(
     if unknown:
         log.info("webhook batch %s: kept unknown event types %s", batch_id, ", ".join(unknown))
     return outcome
+
+
+ERASED = "erased@invalid"
+
+
+def _forget_erased(session: Session, batch: WebhookBatch, rows: list[dict[str, Any]]) -> None:
+    """Events that arrive after their address was erased are stored without it.
+
+    SendGrid keeps posting (a late open, a bounce) after "delete me"; the `deleted` suppression
+    is the only trace of the address left, so it is what recognises them. The row loses its
+    address, every string naming it is redacted, and so is the stored body.
+    """
+    addresses: dict[str, set[str]] = {}
+    for row in rows:
+        if row["email"]:
+            addresses.setdefault(email_hash(row["email"]), set()).add(row["email"])
+    erased: set[str] = set()
+    for part in _chunks(sorted(addresses)):
+        erased.update(
+            session.scalars(
+                select(Suppression.email_hash).where(
+                    Suppression.email_hash.in_(part), Suppression.reason == "deleted"
+                )
+            )
+        )
+    if not erased:
+        return
+    forgotten = {a.lower() for h in erased for a in addresses[h]}
+    for address in sorted(forgotten):
+        redaction = Redaction(address=address, replacement=ERASED)
+        for row in rows:
+            own = bool(row["email"]) and row["email"].lower() == address
+            if own:
+                row["email"] = None
+                row["payload"] = {k: v for k, v in row["payload"].items() if k != "email"}
+            row["payload"] = redaction.json(row["payload"], own=own)
+            for name in ("url", "sg_message_id"):
+                if row[name]:
+                    row[name] = redaction.text(row[name], own=own)
+        batch.body = redact_body(batch.body, redaction)
+
+
+def prune_processed_bodies(
+    session: Session, retention: timedelta, now: datetime | None = None
+) -> int:
+    """Delete raw webhook bodies processed more than `retention` ago; returns how many.
+
+    A processed body is no longer needed (its events are rows, deduplicated by their own keys),
+    yet it holds every address it names: keeping it would undo erasure. Unprocessed bodies are
+    never touched (the requeue sweep still owes them a run).
+    """
+    cutoff = (now or utcnow()) - retention
+    result = session.execute(
+        delete(WebhookBatch).where(
+            WebhookBatch.processed_at.is_not(None), WebhookBatch.processed_at <= cutoff
+        )
+    )
+    return int(result.rowcount or 0)
 
 
 def pending_batches(

@@ -1,6 +1,8 @@
 """Fixtures for sending tests: the fake SendGrid on loopback and settings that point at it.
 
-Load them in a test module with `pytest_plugins = ["tests.sendgrid_fixtures"]`.
+Every request the fake receives is checked against SendGrid's rules (`tests/sendgrid_rules.py`);
+a test that leaves a broken rule behind fails at teardown, even when the code under test took
+the 400 in its stride. Load them with `pytest_plugins = ["tests.sendgrid_fixtures"]`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ from digest.db import reset_caches
 from tests.sendgrid_server import DEFAULT_KEY, FakeSendGrid
 
 
+def assert_no_violations(server: FakeSendGrid) -> None:
+    """Fail with every SendGrid rule our requests broke (each with the page that states it)."""
+    broken = server.take_violations()
+    if broken:
+        lines = "\n".join(f"  {v.field}: {v.message} [{v.rule}; {v.help}]" for v in broken)
+        pytest.fail(f"requests to SendGrid broke its rules:\n{lines}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def _module_sendgrid() -> Iterator[FakeSendGrid]:
     with FakeSendGrid() as server:
         yield server
+        assert_no_violations(server)  # requests from worker processes outside any one test
 
 
 @pytest.fixture
@@ -26,6 +37,7 @@ def fake_sendgrid(_module_sendgrid: FakeSendGrid) -> Iterator[FakeSendGrid]:
     _module_sendgrid.set_max_bytes(30 * 1024 * 1024)
     yield _module_sendgrid
     _module_sendgrid.reset()
+    assert_no_violations(_module_sendgrid)
 
 
 @pytest.fixture

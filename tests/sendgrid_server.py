@@ -1,11 +1,16 @@
 """A SendGrid-compatible `/v3/mail/send` server on loopback, for tests and the benchmark.
 
-It validates each request the way SendGrid documents (Bearer key, JSON body, `from.email`,
-personalizations with at most 1000 recipients in all, no address twice in one request, subject,
-content with text/plain before text/html, string-only custom_args/substitutions/headers, total
-size), answers 202 with an `X-Message-Id`, and records what it accepted: a counter per address
-(cheap enough for a million recipients), optionally the request bodies, optionally one NDJSON
-line per accepted request in a file.
+It validates each request against SendGrid's rules (`tests/sendgrid_rules.py`: the published
+OpenAPI schema of `/v3/mail/send` plus every limit its documentation states — 1000 recipients,
+no address twice, no `,` or `;` in a recipient's name, substitution and custom_args sizes,
+categories, reserved headers, subject, content, total size), answers 202 with an `X-Message-Id`,
+and records what it accepted: a counter per address (cheap enough for a million recipients),
+optionally the request bodies, optionally one NDJSON line per accepted request in a file.
+
+A request that breaks a rule is answered 400 in SendGrid's error shape AND kept in
+`violations`, which `reset()` does not clear: the fixtures fail a test that leaves one behind,
+even when the code under test shrugged off the 400. A test that breaks a rule on purpose takes
+its violations (`take_violations()`) and asserts on them.
 
 It can be told to misbehave, from Python (`FakeSendGrid` methods) or over HTTP
 (`POST /_control {"action": ..., ...}`): answer the next N requests with a status (429 carries
@@ -15,14 +20,15 @@ lower the size limit so a 413 is cheap to trigger.
 
 In a test: `with FakeSendGrid() as server: SendGridAPIClient(server.api_key, host=server.url)`.
 As a process: `python -m tests.sendgrid_server --port 8025 --record received.ndjson`
-(GET /_stats for totals and duplicates, GET /_received for the bodies when kept).
+(GET /_stats for totals and duplicates, GET /_received for the bodies when kept,
+GET /_violations for the broken rules; `--no-schema` skips the OpenAPI schema, e.g. for a
+benchmark).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import secrets
 import signal
 import sys
@@ -34,11 +40,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+from tests import sendgrid_rules
+from tests.sendgrid_rules import Violation
+
 DEFAULT_KEY = "SG.test-key"
-MAX_BYTES = 30 * 1024 * 1024  # SendGrid's limit for a whole request
-MAX_RECIPIENTS = 1000
+MAX_BYTES = sendgrid_rules.MAX_MESSAGE_BYTES  # SendGrid's limit for a whole request
 _BAD_KEY = "The provided authorization grant is invalid, expired, or revoked"
-_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
 
 
 @dataclass
@@ -67,8 +74,11 @@ class FakeSendGrid:
         max_bytes: int = MAX_BYTES,
         keep_bodies: bool = True,
         record: Path | None = None,
+        schema: bool = True,
     ) -> None:
         self.api_key = api_key
+        self._schema = sendgrid_rules.schema_validator() if schema else None
+        self.violations: list[Violation] = []
         self.max_bytes = max_bytes
         self.keep_bodies = keep_bodies
         self._lock = threading.Lock()
@@ -127,6 +137,12 @@ class FakeSendGrid:
             self._rejected: dict[str, str] = {}
             self._delay = 0.0
 
+    def take_violations(self) -> list[Violation]:
+        """The rules broken since the last call, forgotten from now on."""
+        with self._lock:
+            taken, self.violations = self.violations, []
+        return taken
+
     def fail_next(self, status: int, count: int = 1, *, reset_in: float | None = None) -> None:
         """Answer the next `count` requests with `status` (429 gets X-RateLimit-Reset)."""
         with self._lock:
@@ -182,6 +198,7 @@ class FakeSendGrid:
                 "unique_addresses": len(self.counts),
                 "duplicates": len(duplicated),
                 "duplicate_addresses": duplicated[:50],
+                "violations": len(self.violations),
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             }
 
@@ -228,7 +245,11 @@ class FakeSendGrid:
             self.requests += 1
         if not _authorized(authorization, self.api_key):
             return (*_error(401, None, _BAD_KEY), 0)
-        if len(raw) > self.max_bytes:
+        too_big = sendgrid_rules.size_violation(len(raw))
+        if too_big is not None:  # a documented limit: answered as SendGrid does, and recorded
+            self._violated([too_big])
+            return (*_error(413, None, too_big.message), 0)
+        if len(raw) > self.max_bytes:  # a lower limit a test asked for (set_max_bytes)
             return (*_error(413, None, f"The request is larger than {self.max_bytes} bytes"), 0)
         failure = self._take(self._failures)
         if failure is not None:
@@ -236,12 +257,13 @@ class FakeSendGrid:
         try:
             body = json.loads(raw)
         except ValueError:
-            return (*_error(400, None, "Bad Request: the body is not valid JSON"), 0)
-        if not isinstance(body, dict):
-            return (*_error(400, None, "Bad Request: the body must be a JSON object"), 0)
-        errors = validate(body)
-        if not errors:
-            errors = self._rejections(body)
+            broken = [Violation("json", None, "Bad Request: the body is not valid JSON")]
+        else:
+            broken = sendgrid_rules.check(body, len(raw), self._schema)
+        if broken:
+            self._violated(broken)
+            return 400, {}, {"errors": [v.as_error() for v in broken]}, 0
+        errors = self._rejections(body)
         if errors:
             return 400, {}, {"errors": errors}, 0
         stall = self._take(self._stalls)
@@ -250,6 +272,10 @@ class FakeSendGrid:
         message_id = secrets.token_urlsafe(16)[:22]
         self._record(body, message_id)
         return 202, {"X-Message-Id": message_id}, None, stall.seconds if stall else 0
+
+    def _violated(self, broken: list[Violation]) -> None:
+        with self._lock:
+            self.violations.extend(broken)
 
     def _rejections(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         with self._lock:
@@ -285,103 +311,9 @@ class FakeSendGrid:
 
 def validate(body: dict[str, Any]) -> list[dict[str, Any]]:
     """SendGrid's checks of a /v3/mail/send body, as `errors` entries (empty when valid)."""
-    errors: list[dict[str, Any]] = []
-
-    def error(field: str | None, message: str) -> None:
-        errors.append({"message": message, "field": field, "help": None})
-
-    sender = body.get("from")
-    if not isinstance(sender, dict) or not sender.get("email"):
-        error("from", "The from object must be provided for every email send.")
-    elif not _valid_email(sender["email"]):
-        error("from.email", "The from email does not contain a valid address.")
-
-    personalizations = body.get("personalizations")
-    if not isinstance(personalizations, list) or not personalizations:
-        error(
-            "personalizations",
-            "The personalizations field is required and must have at least one personalization.",
-        )
-        personalizations = []
-    elif len(personalizations) > MAX_RECIPIENTS:
-        error("personalizations", "The personalizations field must have no more than 1000 objects.")
-
-    total = 0
-    seen: dict[str, str] = {}
-    every_has_subject = bool(personalizations)
-    for i, item in enumerate(personalizations):
-        if not isinstance(item, dict):
-            error(f"personalizations.{i}", "Each personalization must be an object.")
-            every_has_subject = False
-            continue
-        every_has_subject = every_has_subject and bool(item.get("subject"))
-        if not isinstance(item.get("to"), list) or not item["to"]:
-            error(
-                f"personalizations.{i}.to",
-                "The to array is required for all personalization objects, "
-                "and must have at least one email object with a valid email address.",
-            )
-        for kind in ("to", "cc", "bcc"):
-            for j, who in enumerate(item.get(kind) or []):
-                total += 1
-                field = f"personalizations.{i}.{kind}.{j}.email"
-                address = who.get("email") if isinstance(who, dict) else None
-                if not isinstance(address, str) or not _valid_email(address):
-                    error(field, "Does not contain a valid address.")
-                    continue
-                first = seen.setdefault(address.lower(), field)
-                if first != field:
-                    error(
-                        field,
-                        f"Each email address in a request must be unique: "
-                        f"{address} is also in {first}.",
-                    )
-        for part in ("substitutions", "headers", "custom_args"):
-            if part in item and not _strings(item[part]):
-                error(f"personalizations.{i}.{part}", f"The {part} values must be strings.")
-    if total > MAX_RECIPIENTS:
-        error(
-            "personalizations",
-            f"The request has {total} recipients (to, cc and bcc); the limit is 1000.",
-        )
-
-    if not body.get("subject") and not every_has_subject:
-        error(
-            "subject", "The subject is required unless every personalization has a subject defined."
-        )
-
-    content = body.get("content")
-    if not isinstance(content, list) or not content:
-        error(
-            "content", "Unless a valid template_id is provided, the content parameter is required."
-        )
-    else:
-        types = [part.get("type") if isinstance(part, dict) else None for part in content]
-        for k, part in enumerate(content):
-            if not isinstance(part, dict) or not part.get("type"):
-                error(f"content.{k}.type", "Each content block needs a type.")
-            elif not isinstance(part.get("value"), str) or not part["value"]:
-                error(
-                    f"content.{k}.value",
-                    "The content value must be a string at least one character in length.",
-                )
-        if "text/plain" in types and types.index("text/plain") != 0:
-            error("content", "If present, text/plain content must be first, followed by text/html.")
-        if (
-            "text/html" in types
-            and "text/plain" in types
-            and types.index("text/html") < types.index("text/plain")
-        ):
-            error("content", "If present, text/plain content must be first, followed by text/html.")
-
-    if "custom_args" in body and not _strings(body["custom_args"]):
-        error("custom_args", "The custom_args values must be strings.")
-    categories = body.get("categories", [])
-    if not isinstance(categories, list) or len(categories) > 10:
-        error("categories", "You may not have more than 10 categories per request.")
-    elif any(not isinstance(c, str) or len(c) > 255 for c in categories):
-        error("categories", "A category must be a string of at most 255 characters.")
-    return errors
+    raw = json.dumps(body).encode()
+    broken = sendgrid_rules.check(body, len(raw), sendgrid_rules.schema_validator())
+    return [v.as_error() for v in broken]
 
 
 def _recipients(body: dict[str, Any]) -> list[tuple[str, str]]:
@@ -391,14 +323,6 @@ def _recipients(body: dict[str, Any]) -> list[tuple[str, str]]:
             for j, who in enumerate(item.get(kind) or []):
                 found.append((f"personalizations.{i}.{kind}.{j}.email", who["email"]))
     return found
-
-
-def _valid_email(address: object) -> bool:
-    return isinstance(address, str) and len(address) <= 320 and bool(_EMAIL.match(address))
-
-
-def _strings(mapping: object) -> bool:
-    return isinstance(mapping, dict) and all(isinstance(v, str) for v in mapping.values())
 
 
 def _authorized(header: str | None, key: str | None) -> bool:
@@ -488,6 +412,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/_stats":
             self._answer(200, {}, self.fake.stats())
+        elif self.path == "/_violations":
+            self._answer(200, {}, [v.as_error() | {"rule": v.rule} for v in self.fake.violations])
         elif self.path == "/_received":
             self._answer(200, {}, self.fake.received())
         else:
@@ -502,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-bytes", type=int, default=MAX_BYTES)
     parser.add_argument("--record", type=Path, help="append one NDJSON line per accepted request")
     parser.add_argument("--keep-bodies", action="store_true", help="serve bodies at /_received")
+    parser.add_argument(
+        "--no-schema", action="store_true", help="skip the OpenAPI schema (documented limits only)"
+    )
     args = parser.parse_args(argv)
     if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
         parser.error("the fake SendGrid listens on loopback only")
@@ -512,6 +441,7 @@ def main(argv: list[str] | None = None) -> None:
         max_bytes=args.max_bytes,
         keep_bodies=args.keep_bodies,
         record=args.record,
+        schema=not args.no_schema,
     )
 
     def stop(*_: object) -> None:

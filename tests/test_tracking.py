@@ -431,5 +431,6 @@ def test_beat_schedule_names_only_registered_tasks() -> None:
         "digest.reap_stale_claims",
         "digest.requeue_orphaned_batches",
         "digest.requeue_unprocessed_webhooks",
+        "digest.prune_webhook_bodies",
     }
     assert scheduled <= set(celery_app.tasks)

@@ -67,6 +67,12 @@ def make_app() -> Celery:
                 "schedule": settings.webhook_requeue_after,
                 "options": {"expires": settings.webhook_requeue_after},
             },
+            # processed webhook bodies past DIGEST_WEBHOOK_BODY_RETENTION_HOURS are deleted
+            "digest.prune_webhook_bodies": {
+                "task": "digest.prune_webhook_bodies",
+                "schedule": settings.webhook_prune_interval,
+                "options": {"expires": settings.webhook_prune_interval},
+            },
         },
     )
     return celery

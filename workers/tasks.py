@@ -7,6 +7,7 @@ policy is declared on the task, business rules live in `digest/`.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from celery import group
 from sqlalchemy.exc import OperationalError
@@ -15,7 +16,7 @@ from digest import alerts, operations, planning, sending, transactional, weekly
 from digest.db import session_scope
 from digest.email_backends import TransientSendError
 from digest.settings import get_settings
-from digest.tracking import pending_batches, process_batch
+from digest.tracking import pending_batches, process_batch, prune_processed_bodies
 from workers.app import app
 
 __all__ = ["app"]
@@ -33,7 +34,10 @@ __all__ = ["app"]
 def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
     with session_scope() as session:
-        return process_batch(session, batch_id).inserted
+        try:
+            return process_batch(session, batch_id).inserted
+        except LookupError:  # processed and pruned already (a redelivered task): nothing to do
+            return 0
 
 
 @app.task(name="digest.requeue_unprocessed_webhooks", acks_late=True)
@@ -47,6 +51,15 @@ def requeue_unprocessed_webhooks() -> list[int]:
     for batch_id in batch_ids:
         process_webhook_batch.delay(batch_id)
     return batch_ids
+
+
+@app.task(name="digest.prune_webhook_bodies", acks_late=True)
+def prune_webhook_bodies() -> int:
+    """Raw webhook bodies processed longer ago than the retention are deleted (they hold
+    addresses, and their events are rows now)."""
+    hours = get_settings().webhook_body_retention_hours
+    with session_scope() as session:
+        return prune_processed_bodies(session, timedelta(hours=hours))
 
 
 # --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash  # the one suppression hash; re-exported here
 from digest.settings import get_settings
-from digest.tokens import CONFIRM_MAX_AGE, ConfirmClaim, SignupCycle
+from digest.tokens import CONFIRM_MAX_AGE, ConfirmClaim, DataClaim, SignupCycle, address_tag
 from schema.models import Comparison, Delivery, Digest, EmailEvent, Subscriber, Suppression
 
 # Categories a subscriber can pick before any comparison of that kind exists (the site's sections).
@@ -552,6 +552,20 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime | None = Non
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
     return session.get(Subscriber, subscriber_id)
+
+
+def data_link_subject(session: Session, claim: DataClaim) -> Subscriber | None:
+    """The subscriber a data link names, if not erased and still at the address it was sent to.
+
+    Erasure replaces the address, so a link used to delete (or issued before an operator's
+    erasure) names nobody afterwards.
+    """
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    if subscriber is None or subscriber.status == "deleted":
+        return None
+    if not hmac.compare_digest(address_tag(subscriber.email), claim.address_tag):
+        return None
+    return subscriber
 
 
 def update_preferences(

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from digest import subscriptions, tokens
 from digest.addresses import email_hash
 from digest.db import session_scope
-from digest.settings import get_settings
 from digest.email_backends import (
     NAME_TOKEN,
     PREFERENCES_TOKEN,
@@ -26,6 +25,7 @@ from digest.email_backends import (
     SendResult,
     get_backend,
 )
+from digest.settings import get_settings
 from schema.models import Subscriber, Suppression
 
 

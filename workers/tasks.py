@@ -98,7 +98,7 @@ def requeue_orphaned_batches() -> list[int]:
     return batch_ids
 
 
-# --- subscriber emails: confirmation, welcome, goodbye, data link (digest/transactional.py) ----------------
+# --- subscriber emails: confirmation, welcome, goodbye, data link (digest/transactional.py) ----
 
 _TRANSACTIONAL_RETRY = {
     "acks_late": True,

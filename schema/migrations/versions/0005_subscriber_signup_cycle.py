@@ -25,9 +25,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("subscribers", schema=None) as batch_op:
         batch_op.add_column(sa.Column("signup_cycle", sa.String(length=32), nullable=True))
-        batch_op.add_column(
-            sa.Column("signup_cycle_at", sa.DateTime(timezone=True), nullable=True)
-        )
+        batch_op.add_column(sa.Column("signup_cycle_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:

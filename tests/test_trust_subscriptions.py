@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -210,6 +211,28 @@ def test_arbitrary_text_is_never_a_confirm_or_data_token(text: str) -> None:
     for read in (read_confirm_token, read_data_token):
         with pytest.raises(InvalidToken):
             read(text)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(token=st.text(min_size=1, max_size=120))
+def test_arbitrary_tokens_confirm_export_and_delete_nothing(
+    client: TestClient, outbox: Path, token: str
+) -> None:
+    if find(ADA) is None:
+        activate(client, outbox)
+    before = whole_row()
+    quoted = quote(token, safe="")
+    for path in (f"/confirm/{quoted}", f"/data/{quoted}/export", f"/data/{quoted}/delete"):
+        response = client.post(path)
+        assert 400 <= response.status_code < 500, (path, response.status_code)
+        assert ADA not in response.text
+    assert whole_row() == before
+    assert count_suppressions() == 0
 
 
 # --- finding 4: a pending signup's details change only through its confirmation ---------------
@@ -730,3 +753,10 @@ def test_failed_background_confirmation_releases_the_claim_on_sqlite(
     while find("unlucky@example.com").confirmation_sent_at is not None:
         assert time.monotonic() < deadline, "the claim was never released"
         time.sleep(0.1)
+
+
+def test_data_link_email_carries_only_an_http_link() -> None:
+    from digest.rendering import render_data_link
+
+    with pytest.raises(ValueError, match="data_url"):
+        render_data_link(name=None, data_url="javascript:alert(1)", minutes=60)

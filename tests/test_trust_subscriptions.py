@@ -3,6 +3,7 @@ signup timing of the embedded default): each test performs one and checks it gai
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -563,27 +564,29 @@ TOKEN = "MTIz.abc-DEF_ghi.jkl"
         (f"/confirm/{TOKEN}?utm=x", "/confirm/[redacted]?utm=x"),
     ],
 )
-def test_uvicorn_access_record_has_its_token_redacted(
-    pg: str, path: str, expected: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_uvicorn_access_record_has_its_token_redacted(pg: str, path: str, expected: str) -> None:
     from uvicorn.logging import AccessFormatter
 
     from digest.web.app import create_app
 
     create_app()  # installs the filter
     logger = logging.getLogger("uvicorn.access")
-    handler = logging.StreamHandler()
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
     handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s'))
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    # Another test's logging set-up (alembic's fileConfig) may have disabled or quietened it.
+    saved = logger.level, logger.disabled
+    logger.setLevel(logging.INFO)  # setLevel, not assignment: it clears the logger's cache
+    logger.disabled = False
     try:  # exactly as uvicorn's httptools/h11 protocols log a request
         logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5555", "GET", path, "1.1", 200)
     finally:
         logger.removeHandler(handler)
-        logger.level = level
-    written = capsys.readouterr().err
-    assert TOKEN not in written
-    assert f"GET {expected} HTTP/1.1" in written
+        logger.setLevel(saved[0])
+        logger.disabled = saved[1]
+    assert TOKEN not in written.getvalue()
+    assert f"GET {expected} HTTP/1.1" in written.getvalue()
 
 
 @settings(max_examples=300, deadline=None)

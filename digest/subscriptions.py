@@ -500,9 +500,9 @@ def confirm(session: Session, claim: ConfirmClaim, now: datetime | None = None) 
     """Activate a pending subscriber, if the link names its current signup cycle.
 
     Idempotent: a second click answers "already". Returns "confirmed" (queue the welcome
-    email), "already" (active, same cycle), or "unavailable" (missing, another cycle — a link
-    from before an unsubscribe or erasure —, unsubscribed since, deleted, bounced, complained,
-    suppressed).
+    email), "already" (active, same cycle), or "unavailable": missing; another cycle (a link
+    issued before an unsubscribe or erasure); unsubscribed since; deleted, bounced,
+    complained or suppressed.
     """
     now = now or datetime.now(UTC)
     subscriber = session.get(Subscriber, claim.subscriber_id, with_for_update=True)

@@ -763,3 +763,48 @@ def test_data_link_email_carries_only_an_http_link() -> None:
 
     with pytest.raises(ValueError, match="data_url"):
         render_data_link(name=None, data_url="javascript:alert(1)", minutes=60)
+
+
+# --- the same guarantees on the embedded default (SQLite hands back naive datetimes) ---------
+
+
+@pytest.fixture
+def lite(sqlite: str, eager_tasks: None) -> TestClient:
+    from digest.web.app import create_app
+
+    return TestClient(create_app(), follow_redirects=False)
+
+
+def test_old_confirmation_link_does_nothing_after_unsubscribe_and_new_signup_on_sqlite(
+    lite: TestClient, outbox: Path
+) -> None:
+    old = activate(lite, outbox)
+    lite.post(manage_path(outbox, "unsubscribe"))
+    allow_resend()
+    sign_up(lite)
+    assert lite.post(old).status_code == 410
+    [new] = confirm_paths(outbox) - {old}
+    assert lite.post(new).status_code == 200
+    assert find(ADA).status == "active"
+
+
+def test_repost_of_a_pending_address_keeps_link_and_details_on_sqlite(
+    lite: TestClient, outbox: Path
+) -> None:
+    sign_up(lite, name="Ada")
+    allow_resend()
+    before = snapshot()
+    sign_up(lite, name=HOSTILE_NAME, frequency="every")
+    assert snapshot() == before
+    assert len({link(m, "confirm") for m in mails_to(outbox, ADA, "confirmation")}) == 1
+    [path] = confirm_paths(outbox)
+    assert lite.post(path).status_code == 200
+
+
+def test_data_link_exports_and_then_deletes_on_sqlite(lite: TestClient, outbox: Path) -> None:
+    activate(lite, outbox)
+    path = request_data_path(lite, outbox)
+    assert lite.post(path + "/export").json()["subscriber"]["email"] == ADA
+    assert lite.post(path + "/delete").status_code == 200
+    assert lite.get(path).status_code == 410
+    assert find(ADA) is None

@@ -525,6 +525,14 @@ def test_data_link_requests_are_rate_limited_per_subscriber(
     assert len(mails_to(outbox, ADA, "data_link")) == 3
 
 
+def test_tampered_manage_token_gets_no_data_link_sent(client: TestClient, outbox: Path) -> None:
+    activate(client, outbox)
+    path = manage_path(outbox, "preferences")
+    tampered = path[:-2] + ("xy" if not path.endswith("xy") else "zw")
+    assert client.post(tampered + "/data-link").status_code == 400
+    assert mails_to(outbox, ADA, "data_link") == []
+
+
 def test_no_data_link_is_sent_to_an_erased_subscriber(client: TestClient, outbox: Path) -> None:
     from digest.transactional import send_data_link
 

@@ -8,10 +8,10 @@ are production's (DIGEST_ENV=production, secrets set), except that the weekly sl
 minutes into the run, so beat fires the weekly waves that are due while the soak watches.
 
 Traffic, all over HTTP: continuous signups (POST /subscribe), each confirmed a moment later
-through its link (GET /confirm/…) and every tenth one unsubscribed again with the one-click POST;
-a stream of signed SendGrid event webhooks (POST /webhooks/sendgrid, ECDSA with a key generated
-for the run) about messages the worker has really sent; an ad hoc digest to everyone through the
-admin API (POST /admin/digests) a minute in.
+through its link's button (POST /confirm/…) and every tenth one unsubscribed again with the
+one-click POST; a stream of signed SendGrid event webhooks (POST /webhooks/sendgrid, ECDSA with
+a key generated for the run) about messages the worker has really sent; an ad hoc digest to
+everyone through the admin API (POST /admin/digests) a minute in.
 
 Reported: requests and errors per kind; every digest and how it ended (a digest still planned or
 sending after the grace period is stuck); ambiguous batches; webhook bodies left unprocessed;
@@ -119,7 +119,7 @@ class Signups(Driver):
         self.confirmed: list[str] = []
 
     def tick(self) -> None:
-        from digest.tokens import confirm_token, manage_token
+        from digest.tokens import SignupCycle, confirm_token, manage_token
 
         self.number += 1
         address = f"soak{self.number:06d}.{uuid.uuid4().hex[:6]}@soak.example.com"
@@ -135,13 +135,16 @@ class Signups(Driver):
         while self.waiting and self.waiting[0][0] <= time.monotonic():
             _, ready = self.waiting.pop(0)
             row = self.db.execute(
-                "SELECT id FROM subscribers WHERE lower(email) = lower(%s)", (ready,)
+                "SELECT id, signup_cycle, signup_cycle_at FROM subscribers"
+                " WHERE lower(email) = lower(%s)",
+                (ready,),
             ).fetchone()
             if row is None:
                 self.traffic.record("confirm", False, f"{ready} not in the database")
                 continue
-            response = self.http.get(f"/confirm/{confirm_token(row[0])}")
-            self.traffic.record("GET /confirm", response.status_code == 200, response.text)
+            token = confirm_token(row[0], SignupCycle(row[1], row[2]))
+            response = self.http.post(f"/confirm/{token}")
+            self.traffic.record("POST /confirm", response.status_code == 200, response.text)
             self.confirmed.append(ready)
             if len(self.confirmed) % 10 == 0:
                 response = self.http.post(

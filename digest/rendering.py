@@ -413,3 +413,20 @@ def render_goodbye(*, name: str | None) -> RenderedEmail:
         "goodbye", Personal(greeting_name(name)), subject=subject, preheader=preheader
     )
     return RenderedEmail(subject, preheader, html, text)
+
+
+def render_data_link(*, name: str | None, data_url: str, minutes: int) -> RenderedEmail:
+    """Export or delete: rendered for one address, with its real, expiring data link."""
+    if urlsplit(data_url).scheme not in ("http", "https"):
+        raise ValueError("data_url: must be an http(s) URL")
+    subject = "Your link to export or delete your Weekly AI Tool Verdicts data"
+    preheader = f"The link works for {minutes} minutes. Didn't ask? Ignore this email."
+    html, text = _render(
+        "data_link",
+        Personal(greeting_name(name)),
+        subject=subject,
+        preheader=preheader,
+        data_url=data_url,
+        minutes=minutes,
+    )
+    return RenderedEmail(subject, preheader, html, text)

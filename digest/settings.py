@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # form/JSON bodies; larger get 413
     confirmation_resend_seconds: int = Field(default=600, ge=0)  # one confirmation per address
     send_goodbye: bool = True  # a short goodbye email after unsubscribing
+    # Export and delete need a fresh link emailed to the address, valid this many minutes.
+    data_link_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    data_link_rate: str = "3/hour"  # data-link emails per subscriber (limits syntax)
 
     # Scheduling
     timezone: str = "UTC"
@@ -146,7 +149,7 @@ class Settings(BaseSettings):
             return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("subscribe_rate_per_ip", "subscribe_rate_per_email")
+    @field_validator("subscribe_rate_per_ip", "subscribe_rate_per_email", "data_link_rate")
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         from limits import parse_many

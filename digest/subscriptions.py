@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from digest import privacy
 from digest.addresses import email_hash  # the one suppression hash; re-exported here
 from digest.privacy import deleted_placeholder  # noqa: F401  (re-exported for older callers)
 from digest.settings import get_settings
+from digest.tokens import CONFIRM_MAX_AGE, ConfirmClaim, DataClaim, SignupCycle, address_tag
 from schema.models import Comparison, Subscriber, Suppression
 
 # Categories a subscriber can pick before any comparison of that kind exists (the site's sections).
@@ -217,9 +219,23 @@ NEW_SUBSCRIBER_COLUMNS = (
     "consent_source",
     "consent_ip_hash",
     "confirmation_sent_at",
+    "signup_cycle",
+    "signup_cycle_at",
     "created_at",
     "updated_at",
 )
+
+
+def new_cycle(now: datetime) -> dict[str, Any]:
+    """Columns that start a signup cycle: the nonce its confirmation link must name."""
+    return {"signup_cycle": secrets.token_urlsafe(16), "signup_cycle_at": now}
+
+
+def cycle_is_live(nonce: str | None, started_at: datetime | None, now: datetime) -> bool:
+    """A cycle whose confirmation link still works (it expires CONFIRM_MAX_AGE after the start)."""
+    if not nonce or started_at is None:
+        return False
+    return started_at > now - timedelta(seconds=CONFIRM_MAX_AGE)
 
 
 @lru_cache(maxsize=4)
@@ -260,10 +276,13 @@ def subscribe(
 ) -> SubscribeResult:
     """Record a signup as pending (double opt-in) and say whether to send a confirmation.
 
-    New address: a pending row with the consent record. Pending: preferences and consent
-    refreshed, a confirmation only if none went out in the resend interval. Unsubscribed: starts
-    a new double opt-in. Active, bounced, complained: nothing changes. Suppressed (deleted,
-    complained, hard-bounced): nothing is stored or sent.
+    New address: a pending row with the consent record and a new signup cycle. Pending with a
+    live cycle: nothing stored changes (a stranger may post anyone's address): the same
+    confirmation, same link, is sent again if none went out in the resend interval. Pending
+    without a live cycle (its link expired, or it was imported): a new cycle with these details,
+    as a new signup. Unsubscribed: a new cycle and a new double opt-in. Active, bounced,
+    complained: nothing changes. Suppressed (deleted, complained, hard-bounced): nothing is
+    stored or sent.
     """
     now = now or datetime.now(UTC)
     consent = {
@@ -287,6 +306,7 @@ def subscribe(
             "confirmation_sent_at": now,
             "created_at": now,
             "updated_at": now,
+            **new_cycle(now),
             **preferences,
             **consent,
         },
@@ -297,18 +317,24 @@ def subscribe(
         return SubscribeResult("suppressed")
     # Both sides lowered by the database, so the lookup agrees with the unique index on
     # lower(email) (SQLite's lower() folds ASCII only; PostgreSQL's folds Unicode).
-    lookup = select(Subscriber.id, Subscriber.status).where(
-        func.lower(Subscriber.email) == func.lower(signup.email)
-    )
+    lookup = select(
+        Subscriber.id, Subscriber.status, Subscriber.signup_cycle, Subscriber.signup_cycle_at
+    ).where(func.lower(Subscriber.email) == func.lower(signup.email))
     row = session.execute(lookup).first()
     if row is None:  # deleted between the two statements: treat like a suppressed address
         return SubscribeResult("blocked")
-    subscriber_id, status = row
-    if status == "pending":
+    subscriber_id, status, cycle, cycle_at = row
+    if status == "pending" and cycle_is_live(cycle, cycle_at, now):
+        # The owner's link stays valid and nothing they (or anyone) submitted is overwritten.
+        return SubscribeResult(
+            "pending", subscriber_id, _claim_confirmation(session, subscriber_id, now)
+        )
+    if status == "pending":  # no live link to invalidate: a new signup in all but the row
         session.execute(
             update(Subscriber)
             .where(Subscriber.id == subscriber_id)
-            .values(updated_at=now, **preferences, **consent)
+            .where(Subscriber.status == "pending")
+            .values(updated_at=now, **new_cycle(now), **preferences, **consent)
             .execution_options(synchronize_session=False)
         )
         return SubscribeResult(
@@ -324,6 +350,7 @@ def subscribe(
                 confirmed_at=None,
                 unsubscribed_at=None,
                 updated_at=now,
+                **new_cycle(now),
                 **preferences,
                 **consent,
             )
@@ -411,6 +438,7 @@ def subscribe_many(
                     "confirmation_sent_at": now,
                     "created_at": now,
                     "updated_at": now,
+                    **new_cycle(now),
                 }
             )
         statement = _bulk_insert_statement(session.get_bind().dialect.name)
@@ -436,15 +464,51 @@ def release_confirmation(session: Session, subscriber_id: int) -> None:
     )
 
 
-def confirm(session: Session, subscriber_id: int, now: datetime | None = None) -> str:
-    """Activate a pending subscriber. Idempotent: a second click answers "already".
+def current_cycle(session: Session, subscriber_id: int) -> SignupCycle | None:
+    """The live signup cycle of a pending subscriber (what its confirmation link names)."""
+    row = session.execute(
+        select(Subscriber.status, Subscriber.signup_cycle, Subscriber.signup_cycle_at).where(
+            Subscriber.id == subscriber_id
+        )
+    ).first()
+    if row is None or row.status != "pending":
+        return None
+    if not cycle_is_live(row.signup_cycle, row.signup_cycle_at, datetime.now(UTC)):
+        return None
+    return SignupCycle(row.signup_cycle, row.signup_cycle_at)
 
-    Returns "confirmed" (queue the welcome email), "already" (active), or "unavailable"
-    (missing, unsubscribed since, deleted, bounced, complained, suppressed).
+
+def confirmation_state(session: Session, claim: ConfirmClaim) -> str:
+    """What `confirm` would answer, without changing anything (for the GET page).
+
+    "pending" (the button can confirm), "already" (this cycle is confirmed) or "unavailable".
+    """
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    if subscriber is None or not _same_cycle(subscriber, claim):
+        return "unavailable"
+    if subscriber.status == "active":
+        return "already"
+    if subscriber.status != "pending" or is_suppressed(session, subscriber.email):
+        return "unavailable"
+    return "pending"
+
+
+def _same_cycle(subscriber: Subscriber, claim: ConfirmClaim) -> bool:
+    current = subscriber.signup_cycle
+    return current is not None and hmac.compare_digest(current.encode(), claim.cycle.encode())
+
+
+def confirm(session: Session, claim: ConfirmClaim, now: datetime | None = None) -> str:
+    """Activate a pending subscriber, if the link names its current signup cycle.
+
+    Idempotent: a second click answers "already". Returns "confirmed" (queue the welcome
+    email), "already" (active, same cycle), or "unavailable": missing; another cycle (a link
+    issued before an unsubscribe or erasure); unsubscribed since; deleted, bounced,
+    complained or suppressed.
     """
     now = now or datetime.now(UTC)
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None:
+    subscriber = session.get(Subscriber, claim.subscriber_id, with_for_update=True)
+    if subscriber is None or not _same_cycle(subscriber, claim):
         return "unavailable"
     if subscriber.status == "active":
         return "already"
@@ -455,6 +519,16 @@ def confirm(session: Session, subscriber_id: int, now: datetime | None = None) -
     subscriber.paused = False
     subscriber.updated_at = now
     return "confirmed"
+
+
+def end_cycle(session: Session, subscriber_id: int) -> None:
+    """No confirmation link issued so far may confirm this subscriber (unsubscribe, erasure)."""
+    session.execute(
+        update(Subscriber)
+        .where(Subscriber.id == subscriber_id)
+        .values(signup_cycle=None, signup_cycle_at=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def unsubscribe(session: Session, subscriber_id: int, now: datetime | None = None) -> str:
@@ -473,11 +547,27 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime | None = Non
     subscriber.status = "unsubscribed"
     subscriber.unsubscribed_at = now
     subscriber.updated_at = now
+    subscriber.signup_cycle = None  # every confirmation link issued so far is dead
+    subscriber.signup_cycle_at = None
     return "unsubscribed" if was_active else "stopped"
 
 
 def get_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
     return session.get(Subscriber, subscriber_id)
+
+
+def data_link_subject(session: Session, claim: DataClaim) -> Subscriber | None:
+    """The subscriber a data link names, if not erased and still at the address it was sent to.
+
+    Erasure replaces the address, so a link used to delete (or issued before an operator's
+    erasure) names nobody afterwards.
+    """
+    subscriber = session.get(Subscriber, claim.subscriber_id)
+    if subscriber is None or subscriber.status == "deleted":
+        return None
+    if not hmac.compare_digest(address_tag(subscriber.email), claim.address_tag):
+        return None
+    return subscriber
 
 
 def update_preferences(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 DEFAULT_GREETING = "there"
 GREETING_MAX = 60
 
-# Placeholders of emails planned before migration 0005 (fixed, hence guessable): only digests
+# Placeholders of emails planned before migration 0006 (fixed, hence guessable): only digests
 # already planned when the upgrade ran still use them.
 LEGACY_NAME, LEGACY_UNSUBSCRIBE, LEGACY_PREFERENCES = (
     "-name-",

@@ -1,8 +1,15 @@
-"""Signed tokens for links in emails (itsdangerous).
+"""Signed tokens for links in emails (itsdangerous), one salt per purpose.
 
-A confirmation token expires; unsubscribe and preferences tokens do not (an old email's link must
-keep working). Tokens carry the subscriber id, never the address, and a salt per purpose so one
-kind of token cannot be replayed as another.
+- **confirm** (7 days): names the subscriber and the signup cycle that issued it, signed with
+  the cycle's start as its timestamp, so a re-sent confirmation carries the very same link and
+  a link from before an unsubscribe or erasure names a cycle that is no longer current.
+- **manage** (no expiry): unsubscribe and preferences links; an old email's one-click
+  unsubscribe must keep working (RFC 8058, bulk-sender rules).
+- **data** (`DIGEST_DATA_LINK_MINUTES`): export and delete; only ever sent by email to the
+  address, and bound to that address (a keyed tag, not the address), so erasure ends it.
+
+Tokens carry ids and tags, never the address; a salt per purpose stops one kind being replayed
+as another.
 """
 
 from __future__ import annotations
@@ -10,9 +17,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+from itsdangerous import (
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeSerializer,
+    URLSafeTimedSerializer,
+)
 
 from digest.settings import get_settings
 
@@ -31,17 +47,89 @@ def _plain(purpose: str) -> URLSafeSerializer:
     return URLSafeSerializer(get_settings().signing_key, salt=f"digest.{purpose}")
 
 
-def confirm_token(subscriber_id: int) -> str:
-    return _timed("confirm").dumps(subscriber_id)
+@dataclass(frozen=True)
+class SignupCycle:
+    """One pending signup of an address: its nonce and when it began (see schema.models)."""
+
+    nonce: str
+    started_at: datetime
 
 
-def read_confirm_token(token: str, max_age: int = CONFIRM_MAX_AGE) -> int:
+@dataclass(frozen=True)
+class ConfirmClaim:
+    """What a valid confirmation token says: this subscriber, this signup cycle."""
+
+    subscriber_id: int
+    cycle: str
+
+
+@dataclass(frozen=True)
+class DataClaim:
+    """What a valid data token says: this subscriber, at the address with this tag."""
+
+    subscriber_id: int
+    address_tag: str
+
+
+class _IssuedAtSigner(TimestampSigner):
+    """A timestamp signer whose timestamp is given (the cycle's start), not the clock's."""
+
+    def __init__(self, *args: Any, issued_at: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.issued_at = issued_at
+
+    def get_timestamp(self) -> int:
+        return self.issued_at
+
+
+def confirm_token(subscriber_id: int, cycle: SignupCycle) -> str:
+    """Deterministic per cycle: the same cycle always gives the same link."""
+    serializer = URLSafeTimedSerializer(
+        get_settings().signing_key,
+        salt="digest.confirm",
+        signer=_IssuedAtSigner,
+        signer_kwargs={"issued_at": int(cycle.started_at.timestamp())},
+    )
+    return serializer.dumps([int(subscriber_id), cycle.nonce])
+
+
+def read_confirm_token(token: str, max_age: int = CONFIRM_MAX_AGE) -> ConfirmClaim:
     try:
-        return int(_timed("confirm").loads(token, max_age=max_age))
+        payload = _timed("confirm").loads(token, max_age=max_age)
     except SignatureExpired as exc:
         raise InvalidToken("this confirmation link has expired") from exc
     except (BadSignature, TypeError, ValueError) as exc:
         raise InvalidToken("this link is not valid") from exc
+    match payload:
+        case [int() as subscriber_id, str() as cycle] if cycle:
+            return ConfirmClaim(subscriber_id, cycle)
+    raise InvalidToken("this link is not valid")  # a token of the old, cycle-less format
+
+
+def address_tag(address: str) -> str:
+    """A keyed, short tag of the address: binds a data link to it without revealing it."""
+    key = get_settings().signing_key.encode()
+    message = b"digest.data-address:" + address.strip().lower().encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:20]
+
+
+def data_token(subscriber_id: int, address: str) -> str:
+    return _timed("data").dumps([int(subscriber_id), address_tag(address)])
+
+
+def read_data_token(token: str) -> DataClaim:
+    """A data token no older than DIGEST_DATA_LINK_MINUTES; InvalidToken otherwise."""
+    max_age = get_settings().data_link_minutes * 60
+    try:
+        payload = _timed("data").loads(token, max_age=max_age)
+    except SignatureExpired as exc:
+        raise InvalidToken("this link has expired") from exc
+    except (BadSignature, TypeError, ValueError) as exc:
+        raise InvalidToken("this link is not valid") from exc
+    match payload:
+        case [int() as subscriber_id, str() as tag] if tag:
+            return DataClaim(subscriber_id, tag)
+    raise InvalidToken("this link is not valid")
 
 
 @lru_cache(maxsize=4)
@@ -92,5 +180,9 @@ def manage_urls(subscriber_id: int) -> tuple[str, str]:
     return f"{base}/unsubscribe/{token}", f"{base}/preferences/{token}"
 
 
-def confirm_url(subscriber_id: int) -> str:
-    return f"{get_settings().public_url.rstrip('/')}/confirm/{confirm_token(subscriber_id)}"
+def confirm_url(subscriber_id: int, cycle: SignupCycle) -> str:
+    return f"{get_settings().public_url.rstrip('/')}/confirm/{confirm_token(subscriber_id, cycle)}"
+
+
+def data_url(subscriber_id: int, address: str) -> str:
+    return f"{get_settings().public_url.rstrip('/')}/data/{data_token(subscriber_id, address)}"

@@ -1,4 +1,4 @@
-"""One-off emails to one subscriber: confirmation, welcome, goodbye.
+"""One-off emails to one subscriber: confirmation, welcome, goodbye, data link.
 
 Each function takes a subscriber id, re-reads the row (the state may have changed since the task
 was queued) and sends only if the email still makes sense: a confirmation to a pending address,
@@ -13,11 +13,17 @@ from typing import Protocol
 
 from sqlalchemy import select
 
-from digest import tokens
+from digest import subscriptions, tokens
 from digest.addresses import email_hash
 from digest.db import session_scope
 from digest.email_backends import Message, Recipient, SendResult, get_backend
-from digest.rendering import render_confirmation, render_goodbye, render_welcome
+from digest.rendering import (
+    render_confirmation,
+    render_data_link,
+    render_goodbye,
+    render_welcome,
+)
+from digest.settings import get_settings
 from schema.models import Subscriber, Suppression
 
 
@@ -85,7 +91,11 @@ def send_confirmation(subscriber_id: int) -> bool:
     to = _addressee(subscriber_id, "pending")
     if to is None:
         return False
-    rendered = render_confirmation(name=to.name, confirm_url=tokens.confirm_url(to.id))
+    with session_scope() as session:  # the link names the signup cycle it belongs to
+        cycle = subscriptions.current_cycle(session, subscriber_id)
+    if cycle is None:
+        return False
+    rendered = render_confirmation(name=to.name, confirm_url=tokens.confirm_url(to.id, cycle))
     _send(to, rendered, "confirmation", list_headers=False)
     return True
 
@@ -112,4 +122,27 @@ def send_goodbye(subscriber_id: int) -> bool:
     if to is None:
         return False
     _send(to, render_goodbye(name=to.name), "goodbye", list_headers=False)
+    return True
+
+
+def send_data_link(subscriber_id: int) -> bool:
+    """A fresh, expiring link to export or delete one's data, sent only to the address itself.
+
+    Whoever holds a manage link (it is in every email, and emails get forwarded) can ask for
+    it; only the mailbox owner receives it. Any status but deleted may ask (an unsubscribed
+    person still has data); never to a suppressed address. No List-Unsubscribe header.
+    """
+    with session_scope() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None or subscriber.status == "deleted":
+            return False
+        if subscriptions.is_suppressed(session, subscriber.email):
+            return False
+        to = Addressee(subscriber.id, subscriber.email, subscriber.name)
+    rendered = render_data_link(
+        name=to.name,
+        data_url=tokens.data_url(to.id, to.email),
+        minutes=get_settings().data_link_minutes,
+    )
+    _send(to, rendered, "data_link", list_headers=False)
     return True

@@ -207,6 +207,11 @@ class Subscriber(Base):
     confirmed_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
     confirmation_sent_at: Mapped[datetime | None]
+    # The signup cycle a confirmation link must name: a random nonce and when the cycle began
+    # (the link's signed timestamp, so a re-sent link is the same link). A new cycle starts with
+    # a new pending signup or a re-signup after leaving; unsubscribing ends it (NULL).
+    signup_cycle: Mapped[str | None] = mapped_column(String(32))
+    signup_cycle_at: Mapped[datetime | None]
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -305,7 +310,7 @@ class DigestSegment(Base):
     html: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
     # The render's unguessable placeholder keys (digest/substitution.py); NULL for renders
-    # planned before migration 0005, which used the old fixed keys.
+    # planned before migration 0006, which used the old fixed keys.
     placeholder_nonce: Mapped[str | None] = mapped_column(String(12))
     recipients: Mapped[int] = mapped_column(Integer, default=0)
 

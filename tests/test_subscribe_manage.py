@@ -39,7 +39,7 @@ def welcome(client: TestClient, outbox: Path):
         "/subscribe",
         json={"email": ADA, "name": "Ada", "categories": ["Writing"], "timezone": "Europe/Berlin"},
     )
-    client.get(path_of(link(mail(outbox, ADA, "confirmation"), "confirm")))
+    client.post(path_of(link(mail(outbox, ADA, "confirmation"), "confirm")))
     return mail(outbox, ADA, "welcome")
 
 
@@ -49,6 +49,13 @@ def unsubscribe_path(welcome) -> str:
 
 def preferences_path(welcome) -> str:
     return path_of(link(welcome, "preferences"))
+
+
+def data_path(client: TestClient, welcome, outbox: Path) -> str:
+    """Ask for the data link on the preferences page; the path of the link it emails."""
+    response = client.post(preferences_path(welcome) + "/data-link")
+    assert response.status_code == 200, response.text
+    return path_of(link(mails_to(outbox, ADA, "data_link")[-1], "data"))
 
 
 def tampered(path: str) -> str:
@@ -221,10 +228,10 @@ def add_delivery(subscriber_id: int, address: str) -> None:
 
 
 def test_export_is_a_json_attachment_with_the_row_and_deliveries(
-    client: TestClient, welcome
+    client: TestClient, welcome, outbox: Path
 ) -> None:
     add_delivery(find(ADA).id, ADA)
-    response = client.get(preferences_path(welcome) + "/export")
+    response = client.post(data_path(client, welcome, outbox) + "/export")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/json")
     assert response.headers["content-disposition"].startswith("attachment;")
@@ -235,10 +242,12 @@ def test_export_is_a_json_attachment_with_the_row_and_deliveries(
     assert [d["subject"] for d in data["deliveries"]] == ["Five verdicts this week"]
 
 
-def test_delete_anonymises_the_row_its_deliveries_and_events(client: TestClient, welcome) -> None:
+def test_delete_anonymises_the_row_its_deliveries_and_events(
+    client: TestClient, welcome, outbox: Path
+) -> None:
     subscriber_id = find(ADA).id
     add_delivery(subscriber_id, ADA)
-    response = client.post(preferences_path(welcome) + "/delete")
+    response = client.post(data_path(client, welcome, outbox) + "/delete")
     assert response.status_code == 200
     assert "erased" in response.text
     with session_scope() as session:
@@ -262,15 +271,15 @@ def test_delete_anonymises_the_row_its_deliveries_and_events(client: TestClient,
         )
 
 
-def test_delete_keeps_only_a_hashed_suppression(client: TestClient, welcome) -> None:
-    client.post(preferences_path(welcome) + "/delete")
+def test_delete_keeps_only_a_hashed_suppression(client: TestClient, welcome, outbox: Path) -> None:
+    client.post(data_path(client, welcome, outbox) + "/delete")
     with session_scope() as session:
         suppression = session.scalars(select(Suppression)).one()
     assert (suppression.email_hash, suppression.reason) == (email_hash(ADA), "deleted")
 
 
 def test_deleted_address_cannot_sign_up_again(client: TestClient, welcome, outbox: Path) -> None:
-    client.post(preferences_path(welcome) + "/delete")
+    client.post(data_path(client, welcome, outbox) + "/delete")
     sent = len(read_outbox(outbox))
     response = client.post("/subscribe", json={"email": ADA.upper()})
     assert response.status_code == 202
@@ -279,9 +288,12 @@ def test_deleted_address_cannot_sign_up_again(client: TestClient, welcome, outbo
     assert len(read_outbox(outbox)) == sent
 
 
-def test_deleting_twice_is_harmless_and_links_then_say_gone(client: TestClient, welcome) -> None:
-    assert client.post(preferences_path(welcome) + "/delete").status_code == 200
-    assert client.post(preferences_path(welcome) + "/delete").status_code == 200
+def test_deleting_twice_is_harmless_and_links_then_say_gone(
+    client: TestClient, welcome, outbox: Path
+) -> None:
+    delete_path = data_path(client, welcome, outbox) + "/delete"
+    assert client.post(delete_path).status_code == 200
+    assert client.post(delete_path).status_code == 410
     assert count_suppressions() == 1
     assert client.get(preferences_path(welcome)).status_code == 410
     assert client.get(preferences_path(welcome) + "/export").status_code == 410

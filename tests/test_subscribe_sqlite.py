@@ -21,7 +21,7 @@ def lite(sqlite: str, eager_tasks: None) -> TestClient:
 
 def test_signup_and_confirmation_work_on_sqlite(lite: TestClient, outbox: Path) -> None:
     assert lite.post("/subscribe", json={"email": "ada@example.com"}).status_code == 202
-    lite.get(path_of(link(mail(outbox, "ada@example.com", "confirmation"), "confirm")))
+    lite.post(path_of(link(mail(outbox, "ada@example.com", "confirmation"), "confirm")))
     assert find("ada@example.com").status == "active"
 
 

@@ -83,7 +83,7 @@ def test_emails_are_queued_and_sent_by_a_real_worker(stack: str, outbox: Path) -
         assert find(ADDRESS).status == "pending"
 
         confirmation = wait_for_mail(outbox, "confirmation")
-        assert http.get(path_of(link(confirmation, "confirm"))).status_code == 200
+        assert http.post(path_of(link(confirmation, "confirm"))).status_code == 200
         assert find(ADDRESS).status == "active"
 
         welcome = wait_for_mail(outbox, "welcome")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.subscriber_fixtures import find, link, mail
+from tests.subscriber_fixtures import find, link, mail, mails_to
 
 pytest_plugins = ["tests.subscriber_fixtures"]
 pytestmark = pytest.mark.browser
@@ -22,6 +23,15 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ADDRESS = "journey.reader@example.com"
+
+
+def wait_for_mail(outbox: Path, kind: str):  # type: ignore[no-untyped-def]
+    """Under uvicorn the embedded default sends the confirmation just after the answer."""
+    deadline = time.monotonic() + 15
+    while not (found := mails_to(outbox, ADDRESS, kind)):
+        assert time.monotonic() < deadline, f"no {kind} email"
+        time.sleep(0.05)
+    return found[0]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +72,10 @@ def test_signup_confirm_and_unsubscribe_in_a_browser(server: str, page: Page, ou
     )
     assert row.consent_source == server  # the Origin of the form
 
-    page.goto(link(mail(outbox, ADDRESS, "confirmation"), "confirm"))
+    page.goto(link(wait_for_mail(outbox, "confirmation"), "confirm"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your subscription")
+    assert find(ADDRESS).status == "pending"  # opening the link changed nothing
+    page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Subscription confirmed")
     assert "confirmed" in page.content()
     assert find(ADDRESS).status == "active"
@@ -100,7 +113,9 @@ def test_preferences_page_saves_choices_in_a_browser(server: str, page: Page, ou
     page.goto(server + "/")
     page.get_by_label("Email address").fill(ADDRESS)
     page.get_by_role("button", name="Subscribe").click()
-    page.goto(link(mail(outbox, ADDRESS, "confirmation"), "confirm"))
+    page.goto(link(wait_for_mail(outbox, "confirmation"), "confirm"))
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Subscription confirmed")
     page.goto(link(mail(outbox, ADDRESS, "welcome"), "preferences"))
     page.get_by_label("Research").check()
     page.get_by_label("Pause all email for now").check()
@@ -108,3 +123,26 @@ def test_preferences_page_saves_choices_in_a_browser(server: str, page: Page, ou
     expect(page.get_by_role("status")).to_have_text("Saved.")
     row = find(ADDRESS)
     assert (row.categories, row.paused) == (["Research"], True)
+
+
+def test_export_and_delete_through_the_emailed_data_link_in_a_browser(
+    server: str, page: Page, outbox: Path
+) -> None:
+    page.goto(server + "/")
+    page.get_by_label("Email address").fill(ADDRESS)
+    page.get_by_role("button", name="Subscribe").click()
+    page.goto(link(wait_for_mail(outbox, "confirmation"), "confirm"))
+    page.get_by_role("button", name="Confirm my subscription").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Subscription confirmed")
+    page.goto(link(mail(outbox, ADDRESS, "welcome"), "preferences"))
+    page.get_by_role("button", name="Email me a link to export or delete my data").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("We've emailed you a link")
+
+    page.goto(link(mail(outbox, ADDRESS, "data_link"), "data"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your data")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download my data").click()
+    assert ADDRESS in Path(download.value.path()).read_text()
+    page.get_by_role("button", name="Delete me").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your data has been erased")
+    assert find(ADDRESS) is None

@@ -111,7 +111,7 @@ def requeue_orphaned_batches() -> list[int]:
     return batch_ids
 
 
-# --- subscriber emails: confirmation, welcome, goodbye (digest/transactional.py) ----------------
+# --- subscriber emails: confirmation, welcome, goodbye, data link (digest/transactional.py) ----
 
 _TRANSACTIONAL_RETRY = {
     "acks_late": True,
@@ -139,6 +139,12 @@ def send_welcome(subscriber_id: int) -> bool:
 def send_goodbye(subscriber_id: int) -> bool:
     """The note after unsubscribing; skipped unless the subscriber is still unsubscribed."""
     return transactional.send_goodbye(subscriber_id)
+
+
+@app.task(name="digest.send_data_link", **_TRANSACTIONAL_RETRY)
+def send_data_link(subscriber_id: int) -> bool:
+    """The expiring export/delete link, asked for on the preferences page; never if erased."""
+    return transactional.send_data_link(subscriber_id)
 
 
 # --- planning: weekly waves, ad hoc digests, alerts (digest/weekly.py, planning.py, alerts.py) --

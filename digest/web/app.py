@@ -10,7 +10,14 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from digest.settings import get_settings
-from digest.web import admin_api, health, ingest_api, subscribe_pages, webhooks_api
+from digest.web import (
+    admin_api,
+    health,
+    ingest_api,
+    log_redaction,
+    subscribe_pages,
+    webhooks_api,
+)
 from digest.web.body_limit import BodySizeLimit
 
 
@@ -22,6 +29,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> FastAPI:
+    log_redaction.install()  # request paths carry tokens: the access log must not
     app = FastAPI(
         lifespan=lifespan,
         title="Weekly AI Tool Verdicts",

@@ -2,9 +2,11 @@
 
 `POST /subscribe` takes plain HTML forms (often cross-origin, no JavaScript) and JSON, and
 answers the same whatever the address's state, so it cannot be used to probe who subscribed.
-Confirm, unsubscribe and preferences links carry signed tokens (digest/tokens.py). GET never
-changes anything except `GET /confirm/{token}`, which the issue asks for and which is idempotent.
-Emails are queued as Celery tasks only after the database commit.
+Confirm, unsubscribe, preferences and data links carry signed tokens, one kind per purpose
+(digest/tokens.py). GET never changes anything: mail scanners prefetch links, so every change
+(confirm, unsubscribe, export, delete) is a POST behind a button. Emails are queued as Celery
+tasks only after the database commit; on the embedded default (no broker) the confirmation is
+sent after the response, so a new address is not slower to answer than a known one.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
+from starlette.background import BackgroundTask
 
 from digest import subscriptions
 from digest.db import session_scope
 from digest.ratelimit import Limited, RateLimiter, limiter_for, parse_limits
 from digest.settings import get_settings
 from digest.subscriptions import InvalidField
-from digest.tokens import InvalidToken, read_confirm_token, read_manage_token
+from digest.tokens import (
+    ConfirmClaim,
+    DataClaim,
+    InvalidToken,
+    read_confirm_token,
+    read_data_token,
+    read_manage_token,
+)
 from digest.web.batching import MicroBatcher
 
 log = logging.getLogger(__name__)
@@ -38,7 +48,7 @@ router = APIRouter(tags=["subscriptions"])
 TITLE = "Weekly AI Tool Verdicts — get the next comparison in your inbox"
 HONEYPOT = "website"
 # Paths whose bodies the size limit covers (see digest/web/body_limit.py).
-PUBLIC_PREFIXES = ("/subscribe", "/confirm", "/unsubscribe", "/preferences")
+PUBLIC_PREFIXES = ("/subscribe", "/confirm", "/unsubscribe", "/preferences", "/data")
 
 templates = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -130,10 +140,13 @@ HTML_PAGE = {"content": {"text/html": {}}}
 class SubscribeGuard:
     """The rate limits of POST /subscribe, built once per app from the settings."""
 
-    def __init__(self, limiter: RateLimiter, per_ip: str, per_email: str) -> None:
+    def __init__(
+        self, limiter: RateLimiter, per_ip: str, per_email: str, per_data_link: str = ""
+    ) -> None:
         self.limiter = limiter
         self.per_ip = parse_limits(per_ip)
         self.per_email = parse_limits(per_email)
+        self.per_data_link = parse_limits(per_data_link)  # data-link emails per subscriber
         self.batcher: MicroBatcher[SignupAttempt, Response] = MicroBatcher(
             partial(handle_signups, self), max_batch=64, concurrency=1, name="signups"
         )
@@ -146,8 +159,10 @@ def install(app: FastAPI) -> None:
         limiter_for(settings.redis_url),
         settings.subscribe_rate_per_ip,
         settings.subscribe_rate_per_email,
+        settings.data_link_rate,
     )
     app.add_exception_handler(BadManageLink, _bad_manage_link)
+    app.add_exception_handler(BadDataLink, _bad_data_link)
     app.include_router(router)
 
 
@@ -184,6 +199,7 @@ def queue_email(kind: str, subscriber_id: int) -> None:
         "confirmation": tasks.send_confirmation,
         "welcome": tasks.send_welcome,
         "goodbye": tasks.send_goodbye,
+        "data_link": tasks.send_data_link,
     }[kind]
     task.delay(subscriber_id)
 
@@ -430,7 +446,7 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
             answers[index] = _too_many(limited, fields.is_json)
             continue
         ready.append((email, index))
-    to_confirm: list[int] = []
+    to_confirm: list[tuple[int, int]] = []
     if ready:
         ready.sort(key=lambda pair: (pair[0].lower(), pair[1]))
         try:
@@ -438,8 +454,13 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
         except OperationalError:  # a deadlock victim or a dropped connection: all rolled back
             log.warning("signup batch of %d rolled back; trying once more", len(ready))
             to_confirm = _write_signups(attempts, ready, answers)
-    if to_confirm:
-        queue_confirmations(to_confirm)
+    if to_confirm and tasks_run_in_process():
+        for index, subscriber_id in to_confirm:  # after each answer is sent, never before
+            answer = answers[index]
+            assert answer is not None
+            answer.background = BackgroundTask(send_confirmation_after_response, subscriber_id)
+    elif to_confirm:
+        queue_confirmations([subscriber_id for _, subscriber_id in to_confirm])
     assert all(answer is not None for answer in answers)
     return answers  # type: ignore[return-value]
 
@@ -447,9 +468,9 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
 def _write_signups(
     attempts: list[SignupAttempt], ready: list[tuple[str, int]], answers: list[Response | None]
 ) -> list[int]:
-    """One transaction for the batch's valid signups; fills their answers and returns the ids
-    whose confirmation must be queued (after the commit, by the caller)."""
-    to_confirm: list[int] = []
+    """One transaction for the batch's valid signups; fills their answers and returns (answer
+    index, subscriber id) of each confirmation to queue (after the commit, by the caller)."""
+    to_confirm: list[tuple[int, int]] = []
     with session_scope() as session:
         valid: list[tuple[subscriptions.Signup, subscriptions.Consent]] = []
         valid_indexes: list[int] = []
@@ -475,12 +496,36 @@ def _write_signups(
             results = subscriptions.subscribe_many(session, valid)
             for index, result in zip(valid_indexes, results, strict=True):
                 if result.send_confirmation and result.subscriber_id is not None:
-                    to_confirm.append(result.subscriber_id)
+                    to_confirm.append((index, result.subscriber_id))
                 answers[index] = _accepted(attempts[index].fields)
     return to_confirm
 
 
 _broker = {"queue_declared": False}
+
+
+def tasks_run_in_process() -> bool:
+    """True on the embedded default: no broker, so Celery runs a task inside `.delay()`."""
+    from workers.app import app as celery_app
+
+    return bool(celery_app.conf.task_always_eager)
+
+
+def send_confirmation_after_response(subscriber_id: int) -> None:
+    """The embedded default's confirmation, run by Starlette once the answer has gone out.
+
+    Sending in the request would make a new address measurably slower to answer than a known
+    one, telling a prober who is subscribed. A failure releases the claim, as a broker outage
+    does in `queue_confirmations`, so the next signup of the address sends.
+    """
+    from workers import tasks
+
+    try:
+        tasks.send_confirmation.delay(subscriber_id)
+    except Exception:
+        log.exception("could not send the confirmation for subscriber %s", subscriber_id)
+        with session_scope() as session:
+            subscriptions.release_confirmation(session, subscriber_id)
 
 
 def queue_confirmations(subscriber_ids: list[int]) -> None:
@@ -520,34 +565,78 @@ def thanks() -> HTMLResponse:
 # --- double opt-in -------------------------------------------------------------------------
 
 
-@router.get(
-    "/confirm/{token}",
-    response_class=HTMLResponse,
-    summary="Confirm a subscription (idempotent)",
-    responses={400: HTML_PAGE, 410: HTML_PAGE},
-)
-def confirm(token: str) -> HTMLResponse:
+def _confirm_claim(token: str) -> ConfirmClaim | HTMLResponse:
+    """The claim of a confirmation link, or the 400 page for a bad or expired one."""
     try:
-        subscriber_id = read_confirm_token(token)
+        return read_confirm_token(token)
     except InvalidToken as exc:
         return message_page(
             400,
             "This confirmation link does not work",
             f"{str(exc).capitalize()}. You can sign up again on the subscription page.",
         )
+
+
+def _confirm_gone() -> HTMLResponse:
+    return message_page(
+        410,
+        "This link can no longer be used",
+        "This subscription is not waiting for confirmation. Sign up again to subscribe.",
+    )
+
+
+@router.get(
+    "/confirm/{token}",
+    response_class=HTMLResponse,
+    summary="Confirmation page with a button (changes nothing)",
+    responses={400: HTML_PAGE, 410: HTML_PAGE},
+)
+def confirm_page(token: str) -> HTMLResponse:
+    """Shows a button that POSTs to this URL; opening the link changes nothing.
+
+    Corporate mail scanners open (and some run) every link in an email, so a GET that confirmed
+    would subscribe addresses whose owners never clicked. The issue allows a small inline script
+    to submit the form for people with JavaScript; we do not add one: our Content-Security-Policy
+    allows no script, and a scanner that runs scripts would confirm just the same.
+    """
+    claim = _confirm_claim(token)
+    if isinstance(claim, HTMLResponse):
+        return claim
     with session_scope() as session:
-        outcome = subscriptions.confirm(session, subscriber_id)
+        state = subscriptions.confirmation_state(session, claim)
+    if state == "unavailable":
+        return _confirm_gone()
+    if state == "already":
+        return page("confirmed.html", already=True)
+    return page("confirm.html", token=token)
+
+
+@router.post(
+    "/confirm/{token}",
+    response_class=HTMLResponse,
+    summary="Confirm a subscription (idempotent)",
+    responses={400: HTML_PAGE, 410: HTML_PAGE},
+)
+def confirm(token: str) -> HTMLResponse:
+    """The button of the confirmation page: activates, records consent, sends the welcome.
+
+    Only a link of the address's current signup cycle works: one issued before an unsubscribe
+    or an erasure answers 410 even after the address signed up again.
+    """
+    claim = _confirm_claim(token)
+    if isinstance(claim, HTMLResponse):
+        return claim
+    with session_scope() as session:
+        outcome = subscriptions.confirm(session, claim)
     if outcome == "confirmed":
         try:
-            queue_email("welcome", subscriber_id)
+            queue_email("welcome", claim.subscriber_id)
         except Exception:  # the subscription stands; a missing welcome email is not fatal
-            log.exception("could not queue the welcome email for subscriber %s", subscriber_id)
+            log.exception(
+                "could not queue the welcome email for subscriber %s", claim.subscriber_id
+            )
     if outcome == "unavailable":
-        return message_page(
-            410,
-            "This link can no longer be used",
-            "This subscription is not waiting for confirmation. Sign up again to subscribe.",
-        )
+        return _confirm_gone()
     return page("confirmed.html", already=outcome == "already")
 
 
@@ -726,24 +815,152 @@ def save_preferences(
             )
 
 
+# --- export and delete: a fresh, expiring link emailed to the address ----------------------
+
+
+def _data_link_offer(token: str) -> HTMLResponse:
+    """What the manage link's old export/delete paths answer now: offer the emailed link."""
+    return page("data_offer.html", token=token)
+
+
+def _manage_subject_or_page(token: str) -> int | HTMLResponse:
+    """The subscriber of a manage link who still has data, or the 404/410 page."""
+    subscriber_id = _manage_id(token)
+    with session_scope() as session:
+        subscriber = subscriptions.get_subscriber(session, subscriber_id)
+        status = subscriber.status if subscriber else None
+    if status is None:
+        return message_page(404, "Subscription not found", "There is no data for this link.")
+    if status == "deleted":
+        return _gone()
+    return subscriber_id
+
+
 @router.get(
     "/preferences/{token}/export",
-    summary="Download everything stored about this subscriber (JSON)",
-    responses={
-        200: {"content": {"application/json": {}}},
-        400: HTML_PAGE,
-        404: HTML_PAGE,
-        410: HTML_PAGE,
-    },
+    response_class=HTMLResponse,
+    summary="Offers to email a link to export or delete data (no longer exports)",
+    responses={400: HTML_PAGE, 404: HTML_PAGE, 410: HTML_PAGE},
 )
-def export(token: str) -> Response:
-    subscriber_id = _manage_id(token)
+def export(token: str) -> HTMLResponse:
+    """Kept as a public path. The manage link is in every email and gets forwarded, so it no
+    longer exports anything: export needs the expiring link we email to the address."""
+    found = _manage_subject_or_page(token)
+    return found if isinstance(found, HTMLResponse) else _data_link_offer(token)
+
+
+@router.post(
+    "/preferences/{token}/delete",
+    response_class=HTMLResponse,
+    summary="Offers to email a link to export or delete data (no longer deletes)",
+    responses={400: HTML_PAGE, 404: HTML_PAGE, 410: HTML_PAGE},
+)
+def delete(token: str) -> HTMLResponse:
+    """Kept as a public path; deleting now needs the expiring link we email to the address."""
+    found = _manage_subject_or_page(token)
+    return found if isinstance(found, HTMLResponse) else _data_link_offer(token)
+
+
+@router.post(
+    "/preferences/{token}/data-link",
+    response_class=HTMLResponse,
+    summary="Email the address a fresh, expiring link to export or delete its data",
+    responses={400: HTML_PAGE, 404: HTML_PAGE, 410: HTML_PAGE, 429: HTML_PAGE},
+)
+def request_data_link(token: str, request: Request) -> HTMLResponse:
+    """Rate-limited per subscriber (DIGEST_DATA_LINK_RATE): the button must not become a way
+    to flood someone's inbox."""
+    found = _manage_subject_or_page(token)
+    if isinstance(found, HTMLResponse):
+        return found
+    guard: SubscribeGuard = request.app.state.subscribe_guard
+    limited = guard.limiter.hit(guard.per_data_link, "data-link", str(found))
+    if limited:
+        response = message_page(
+            429, "We've just emailed you a link", "Please use that one, or try again later."
+        )
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
+    try:
+        queue_email("data_link", found)
+    except Exception:
+        log.exception("could not queue the data link for subscriber %s", found)
+        return message_page(
+            503, "Please try again in a few minutes", "We could not send the email just now."
+        )
+    minutes = get_settings().data_link_minutes
+    return message_page(
+        200,
+        "We've emailed you a link",
+        f"Open it from your inbox to download or delete your data. It works for {minutes} "
+        "minutes, and only once for deleting.",
+    )
+
+
+class BadDataLink(Exception):
+    """A data token that is forged, expired, of another kind, or no longer names a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _data_subject(token: str) -> int:
+    """The subscriber a data link still names; BadDataLink (400/410, see `install`) otherwise.
+
+    The link is bound to the address it was emailed to: once the person is erased (their
+    address replaced), it names nobody, so it stops working after a delete.
+    """
+    try:
+        claim: DataClaim = read_data_token(token)
+    except InvalidToken as exc:
+        raise BadDataLink(str(exc)) from exc
+    with session_scope() as session:
+        if subscriptions.data_link_subject(session, claim) is None:
+            raise BadDataLink("gone")
+    return claim.subscriber_id
+
+
+def _bad_data_link(_request: Request, exc: Exception) -> HTMLResponse:
+    if isinstance(exc, BadDataLink) and exc.reason == "gone":
+        return message_page(
+            410,
+            "This link can no longer be used",
+            "There is no data left for it. If you still get our email, ask for a new link on "
+            "your preferences page.",
+        )
+    reason = str(exc).capitalize() if isinstance(exc, BadDataLink) else "This link is not valid"
+    return message_page(
+        400,
+        "This link does not work",
+        f"{reason}. Ask for a new one on your preferences page (the link in any of our emails).",
+    )
+
+
+@router.get(
+    "/data/{token}",
+    response_class=HTMLResponse,
+    summary="Your data: buttons to download or delete it (changes nothing)",
+    responses={400: HTML_PAGE, 410: HTML_PAGE},
+)
+def data_page(token: str) -> HTMLResponse:
+    _data_subject(token)
+    return page("data.html", token=token, minutes=get_settings().data_link_minutes)
+
+
+@router.post(
+    "/data/{token}/export",
+    summary="Download everything stored about this subscriber (JSON)",
+    responses={200: {"content": {"application/json": {}}}, 400: HTML_PAGE, 410: HTML_PAGE},
+)
+def data_export(token: str) -> Response:
+    """POST, not GET: export changes nothing, but a scanner or proxy that prefetched a GET
+    would pull the person's data into its own logs and caches."""
+    subscriber_id = _data_subject(token)
     with session_scope() as session:
         data = subscriptions.export_data(session, subscriber_id)
     if data is None:
-        return message_page(404, "Subscription not found", "There is no data to export.")
-    if data["subscriber"]["status"] == "deleted":
-        return _gone()
+        raise BadDataLink("gone")
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         media_type="application/json",
@@ -751,22 +968,22 @@ def export(token: str) -> Response:
             "Content-Disposition": 'attachment; filename="weekly-ai-tool-verdicts-my-data.json"',
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
         },
     )
 
 
 @router.post(
-    "/preferences/{token}/delete",
+    "/data/{token}/delete",
     response_class=HTMLResponse,
     summary="Erase this subscriber's personal data (keeps a hashed suppression entry)",
-    responses={400: HTML_PAGE, 404: HTML_PAGE},
+    responses={400: HTML_PAGE, 410: HTML_PAGE},
 )
-def delete(token: str) -> HTMLResponse:
-    subscriber_id = _manage_id(token)
+def data_delete(token: str) -> HTMLResponse:
+    subscriber_id = _data_subject(token)
     with session_scope() as session:
-        if subscriptions.get_subscriber(session, subscriber_id) is None:
-            return message_page(404, "Subscription not found", "There is nothing to delete.")
         subscriptions.delete_subscriber(session, subscriber_id)
+        subscriptions.end_cycle(session, subscriber_id)  # no old confirmation link works again
     return message_page(
         200,
         "Your data has been erased",

@@ -6,8 +6,8 @@ text or a subscriber's name containing one became live: a comparison URL with
 for its keys (digest/substitution.py) and stores it here; NULL marks a render planned before this
 migration, which keeps the old keys until it is sent.
 
-Revision ID: 0005_segment_placeholders
-Revises: 0004_deliveries_batch_key
+Revision ID: 0006_segment_placeholders
+Revises: 0005_subscriber_signup_cycle
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_segment_placeholders"
-down_revision: str | None = "0004_deliveries_batch_key"
+revision: str = "0006_segment_placeholders"
+down_revision: str | None = "0005_subscriber_signup_cycle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,1 +1,0 @@
-"""The HTTP face of the service: FastAPI routers, one module per audience."""

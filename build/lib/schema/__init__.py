@@ -1,1 +1,0 @@
-"""The data's shape: SQLAlchemy models, Alembic migrations and JSON Schemas of inbound events."""

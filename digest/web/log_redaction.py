@@ -1,0 +1,51 @@
+"""Tokens never reach the logs: a filter that redacts the token segment of link paths.
+
+uvicorn's access log writes every request's path, and our links carry their token in the path
+(`/confirm/…`, `/unsubscribe/…`, `/preferences/…`, `/data/…`). Whoever reads the logs must not
+be able to confirm, unsubscribe, change preferences or export and delete someone's data. The
+filter rewrites a record's message and arguments before any handler formats it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "[redacted]"
+TOKEN_PREFIXES = ("confirm", "unsubscribe", "preferences", "data")
+# The segment after a token prefix, up to the next slash, query, fragment, space or quote.
+_TOKEN_SEGMENT = re.compile(rf"(/(?:{'|'.join(TOKEN_PREFIXES)})/)[^/?#\s\"'<>]+")
+LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str) -> str:
+    """`/confirm/abc.def?x` → `/confirm/[redacted]?x`; anything else unchanged."""
+    return _TOKEN_SEGMENT.sub(rf"\1{REDACTED}", text)
+
+
+def _redact_value(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
+class RedactTokens(logging.Filter):
+    """Redacts token path segments in a record's message and its %-arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, Mapping):
+            record.args = {k: _redact_value(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_redact_value(v) for v in record.args)
+        return True
+
+
+def install(logger_names: Iterable[str] = LOGGERS) -> None:
+    """Add the filter to uvicorn's loggers, once. uvicorn's dictConfig keeps existing filters,
+    so this holds whether it runs before or after uvicorn configures logging."""
+    for name in logger_names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

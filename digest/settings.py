@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # A `pending` batch of a sending digest untouched this long has lost its task: re-enqueue.
     send_orphan_after: float = Field(default=3 * 3600.0, gt=0)
     send_reap_interval: float = Field(default=60.0, gt=0)  # seconds between reaper runs
+    # A digest still `planned` this long after it was requested lost its planning task (broker
+    # restarted empty, worker lost): beat queues it again. Planning a digest twice is a no-op.
+    plan_requeue_after: float = Field(default=90.0, gt=0)
     # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
     # Longer than any retry delay: a task waiting for its countdown is held unacknowledged.
     visibility_timeout: float = Field(default=2 * 3600.0, gt=0)

@@ -100,10 +100,42 @@ def _stats(session: Session, digest_id: int) -> dict[str, Any]:
     return figures
 
 
-def _queue_plan(digest_id: int) -> None:
+# Seconds a client should wait before asking again when the broker was unreachable.
+BROKER_RETRY_AFTER = 30
+
+
+def _queue_plan(digest_id: int) -> JSONResponse | None:
+    """Queue the digest's planning task; a 503 answer if the broker cannot be reached.
+
+    On 503 the digest is withdrawn (`cancelled`, with the reason) so that the client's retry,
+    which a 503 invites and many HTTP clients make by themselves, cannot send it twice. If the
+    task did get through after all (a worker already took the row), the digest stands and the
+    caller answers 202 as usual.
+    """
+    from digest.operations import withdraw_unqueued_digest
+    from workers.publish import BrokerUnavailable, enqueue
     from workers.tasks import plan_digest
 
-    plan_digest.delay(digest_id)
+    try:
+        enqueue(plan_digest.s(digest_id))
+    except BrokerUnavailable as exc:
+        log.error("digest %s not queued: %s", digest_id, exc)
+        with session_scope() as session:
+            withdrawn = withdraw_unqueued_digest(
+                session, digest_id, "not queued: the task broker was unreachable; request it again"
+            )
+        if not withdrawn:
+            return None
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": "the task queue is unavailable; nothing was sent, try again later",
+                "id": digest_id,
+                "status": "cancelled",
+            },
+            headers={"Retry-After": str(BROKER_RETRY_AFTER)},
+        )
+    return None
 
 
 @router.post(
@@ -112,6 +144,7 @@ def _queue_plan(digest_id: int) -> None:
     responses={
         202: {"description": "Digest created; planned and sent by a worker"},
         422: {"description": "A field is invalid; `field` names it"},
+        503: {"description": "The task queue is unreachable; nothing was sent (see Retry-After)"},
     },
 )
 def create_digest(body: DigestRequest) -> JSONResponse:
@@ -137,7 +170,9 @@ def create_digest(body: DigestRequest) -> JSONResponse:
                 "detail": [{"loc": ["body", exc.field], "msg": exc.message, "field": exc.field}]
             },
         )
-    _queue_plan(digest_id)
+    unavailable = _queue_plan(digest_id)
+    if unavailable is not None:
+        return unavailable
     with session_scope() as session:
         digest = session.get(Digest, digest_id)
         assert digest is not None

@@ -52,9 +52,12 @@ def queue_alert(comparison_id: int) -> None:
     The comparison is stored whatever happens here; a broker outage is logged, not answered
     with an error the CMS would retry (the retry would be a duplicate and queue nothing).
     """
+    from workers.publish import BrokerUnavailable, enqueue
     from workers.tasks import plan_alert
 
     try:
-        plan_alert.delay(comparison_id)
-    except Exception:
-        log.exception("comparison %s stored but its alert was not queued", comparison_id)
+        enqueue(plan_alert.s(comparison_id))
+    except BrokerUnavailable as exc:
+        log.error("comparison %s stored but its alert was not queued: %s", comparison_id, exc)
+    except Exception:  # in-process (no broker), the alert's own failure: the comparison stands
+        log.exception("comparison %s stored but its alert failed", comparison_id)

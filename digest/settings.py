@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     subscribe_rate_per_ip: str = "20/minute;200/day"
     subscribe_rate_per_email: str = "5/hour"
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # form/JSON bodies; larger get 413
+    ingest_max_bytes: int = Field(default=1024 * 1024, ge=1024)  # POST /api/events bodies
+    default_max_bytes: int = Field(default=64 * 1024, ge=1024)  # any other path (admin, …)
     confirmation_resend_seconds: int = Field(default=600, ge=0)  # one confirmation per address
     send_goodbye: bool = True  # a short goodbye email after unsubscribing
 

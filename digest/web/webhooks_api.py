@@ -28,6 +28,7 @@ from digest.webhooks import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
+WEBHOOK_PATH = "/webhooks/sendgrid"
 
 
 class BodyTooLarge(Exception):
@@ -91,7 +92,7 @@ def enqueue(batch_id: int) -> None:
 
 
 @router.post(
-    "/webhooks/sendgrid",
+    WEBHOOK_PATH,
     status_code=204,
     responses={
         204: {"description": "Verified and stored; processed by a worker"},

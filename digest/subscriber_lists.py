@@ -256,7 +256,9 @@ def import_subscribers(
 
 def export_subscribers(session: Session, out: TextIO) -> int:
     """Write every subscriber but erased ones as CSV, page by page; returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180) also makes the writer quote a lone CR inside a cell: with "\n" it did not,
+    # and a spreadsheet starts a new row at that CR, whose first cell could then be a formula.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     written, last = 0, 0
     while True:

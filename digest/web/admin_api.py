@@ -3,7 +3,9 @@
 Every route needs `Authorization: Bearer $DIGEST_ADMIN_TOKEN` (constant-time comparison in
 digest/web/auth.py; an empty token switches the routes off). A request creates the digest
 (`planned`) and queues `digest.plan_digest`; the worker plans, renders and sends it through the
-same batch tasks as the weekly digest. Without a broker that happens before the answer.
+same batch tasks as the weekly digest. Without a broker that happens before the answer. If the
+broker cannot be reached the answer is 503 with Retry-After and the digest is withdrawn
+(`cancelled`), so a retry sends it once; a task lost after a 202 is re-queued by beat.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from digest.web.auth import BearerGate
 from digest.web.body_limit import BodySizeLimit
 from digest.web.json_depth import JsonDepthLimit
 
-INGEST_PATH = "/api/events"
-ADMIN_PREFIX = "/admin"
+INGEST_PATH = ingest_api.EVENTS_PATH
+ADMIN_PREFIX = "/admin"  # every operator route, present and future
 # JSON bodies whose depth is checked before parsing (the webhook checks its own after the
 # signature: an unsigned body must get 403 whatever it holds).
 JSON_PREFIXES = (INGEST_PATH, ADMIN_PREFIX, "/subscribe")

@@ -15,10 +15,11 @@ from digest.web.auth import require_bearer
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
+EVENTS_PATH = "/api/events"
 
 
 @router.post(
-    "/api/events",
+    EVENTS_PATH,
     status_code=200,
     responses={401: {"description": "Missing or wrong ingest token"}, 422: {}},
 )

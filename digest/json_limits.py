@@ -28,7 +28,7 @@ class JSONTooDeep(ValueError):
 
     def __init__(self, max_depth: int) -> None:
         self.max_depth = max_depth
-        super().__init__(f"the JSON body is nested deeper than {max_depth} levels")
+        super().__init__(f"the JSON document is nested deeper than {max_depth} levels")
 
 
 def json_depth(document: bytes | str) -> int:

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -296,3 +297,22 @@ def test_json_depth_is_exact_for_any_document(
 
     document = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
     assert json_depth(document) == true_depth(value)
+
+
+def test_a_deeply_nested_line_in_an_imported_file_is_reported_and_the_rest_lands(
+    pg: str, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from digest.cli import app
+    from tests.factories import published
+
+    path = tmp_path / "deep.ndjson"
+    deep = nested(5000, "object").decode()
+    path.write_text(json.dumps(published()) + "\n" + deep + "\n")
+    result = CliRunner().invoke(app, ["import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "deep.ndjson line 2" in result.output and "nested deeper than" in result.output
+    assert count(Comparison) == 1

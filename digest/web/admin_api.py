@@ -145,6 +145,7 @@ def _queue_plan(digest_id: int) -> JSONResponse | None:
     status_code=202,
     responses={
         202: {"description": "Digest created; planned and sent by a worker"},
+        413: {"description": "Body larger than DIGEST_DEFAULT_MAX_BYTES"},
         422: {"description": "A field is invalid; `field` names it"},
         503: {"description": "The task queue is unreachable; nothing was sent (see Retry-After)"},
     },

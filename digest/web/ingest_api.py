@@ -21,7 +21,11 @@ EVENTS_PATH = "/api/events"
 @router.post(
     EVENTS_PATH,
     status_code=200,
-    responses={401: {"description": "Missing or wrong ingest token"}, 422: {}},
+    responses={
+        401: {"description": "Missing or wrong ingest token (checked before the body is read)"},
+        413: {"description": "Body larger than DIGEST_INGEST_MAX_BYTES"},
+        422: {"description": "A field is invalid, or the JSON is nested too deep"},
+    },
 )
 def post_event(request: Request, event: dict[str, Any] = Body(...)) -> JSONResponse:
     """Apply one event (`comparison.published|updated|retracted`, `votes.updated`).

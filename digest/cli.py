@@ -39,6 +39,27 @@ def parse_when(value: str | None, option: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+ORPHAN_SWEEP = "beat's orphan sweep queues them again after DIGEST_SEND_ORPHAN_AFTER"
+
+
+def dispatch_or_exit(batch_ids: list[int], what: str) -> None:
+    """Queue batches after the commit; a broker outage ends the command with exit 1 and says
+    what was left behind (the rows are committed, so nothing is lost, only delayed)."""
+    from workers.publish import BrokerUnavailable
+    from workers.tasks import dispatch_batches
+
+    try:
+        dispatch_batches(batch_ids)
+    except BrokerUnavailable as exc:
+        err.print(
+            f"[red]task broker unreachable:[/] {what}: {len(batch_ids)} batch(es) are pending "
+            f"but not queued; {ORPHAN_SWEEP} ({exc.__cause__})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from exc
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply Alembic migrations to DIGEST_DATABASE_URL."""
@@ -93,10 +114,19 @@ def import_command(
     summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
     console.print(f"imported: {summary or 'nothing'}; {len(report.errors)} error(s)")
     if alert:
+        from workers.publish import BrokerUnavailable, enqueue
         from workers.tasks import plan_alert
 
-        for comparison_id in new:
-            plan_alert.delay(comparison_id)
+        try:
+            enqueue(*(plan_alert.s(comparison_id) for comparison_id in new))
+        except BrokerUnavailable as exc:
+            err.print(
+                f"[red]task broker unreachable:[/] the comparisons are stored but their "
+                f"{len(new)} alert(s) were not queued ({exc.__cause__})",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from exc
         console.print(f"alerts queued: {len(new)}")
     if not report.ok:
         raise typer.Exit(1)
@@ -331,9 +361,7 @@ def send_command(
         raise typer.Exit(2) from exc
     print_plan(report)
     if report.batch_ids:
-        from workers.tasks import dispatch_batches
-
-        dispatch_batches(report.batch_ids)
+        dispatch_or_exit(report.batch_ids, f"digest {report.digest_id} is planned")
     if wait and report.status == "sending":
         status = wait_for_digest(report.digest_id)
         if status in ("failed", "paused"):
@@ -518,10 +546,9 @@ def cancel_command(digest_id: Annotated[int, typer.Argument(help="The digest to 
 def resume_command(digest_id: Annotated[int, typer.Argument(help="A paused digest")]) -> None:
     """Send the rest of a digest paused by SendGrid refusing the API key (401/403)."""
     from digest.operations import resume_digest
-    from workers.tasks import dispatch_batches
 
     result = _operation(resume_digest, digest_id)
-    dispatch_batches(result["enqueue"])
+    dispatch_or_exit(result["enqueue"], f"digest {digest_id} is resumed")
     console.print(f"digest {digest_id} resumed: {len(result['enqueue'])} batch(es) enqueued")
 
 
@@ -543,7 +570,6 @@ def resend_ambiguous_command(
 ) -> None:
     """Decide what happened to batches whose request got no answer (see `digest status`)."""
     from digest.operations import digest_status, resend_ambiguous
-    from workers.tasks import dispatch_batches
 
     chosen = [
         name
@@ -561,7 +587,7 @@ def resend_ambiguous_command(
         err.print("choose exactly one of --resend, --mark-sent or --mark-failed")
         raise typer.Exit(2)
     result = _operation(resend_ambiguous, chosen[0], digest_id=digest_id, batch_id=batch)
-    dispatch_batches(result["enqueue"])
+    dispatch_or_exit(result["enqueue"], f"digest {digest_id}: {chosen[0]} recorded")
     ids = ", ".join(str(b) for b in result["batches"])
     console.print(f"digest {digest_id}: batch(es) {ids} → {chosen[0]}")
 

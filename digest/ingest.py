@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from digest import json_limits
 from digest.db import session_scope
 from digest.pages import PageFormatError, looks_like_page, parse_page
 from schema.events import ComparisonIn, Event, RetractionIn, VotesIn
@@ -256,7 +257,10 @@ def read_records(path: Path, *, published_at: datetime | None = None) -> Iterato
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
-            items = json.loads(text)
+            items = json_limits.loads(text, json_limits.MAX_JSON_DEPTH + 1)  # + the outer array
+        except json_limits.JSONTooDeep as exc:
+            yield Record(str(path), error=IngestError("(json)", str(exc)))
+            return
         except json.JSONDecodeError as exc:
             yield Record(f"{path} line {exc.lineno}", error=IngestError("(json)", exc.msg))
             return
@@ -267,9 +271,12 @@ def read_records(path: Path, *, published_at: datetime | None = None) -> Iterato
         if not line.strip():
             continue
         try:
-            yield Record(f"{path} line {lineno}", raw=json.loads(line))
-        except json.JSONDecodeError as exc:
-            yield Record(f"{path} line {lineno}", error=IngestError("(json)", exc.msg))
+            raw = json_limits.loads(line)
+        except ValueError as exc:  # not JSON, or nested deeper than any event
+            message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            yield Record(f"{path} line {lineno}", error=IngestError("(json)", message))
+            continue
+        yield Record(f"{path} line {lineno}", raw=raw)
 
 
 def import_paths(

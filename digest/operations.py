@@ -250,6 +250,64 @@ def requeue_orphaned_batches(session: Session, older_than: float) -> list[int]:
     return sorted(stamped)
 
 
+def withdraw_unqueued_digest(session: Session, digest_id: int, reason: str) -> bool:
+    """Cancel a digest whose planning task could not be queued, if it is still `planned`.
+
+    For a caller that tells its client "nothing happened, try again": the retry creates a new
+    digest, so this one must never be sent. False when a planner got to it first (its task was
+    queued after all); then the digest stands.
+    """
+    now = utcnow()
+    withdrawn = session.scalar(
+        update(Digest)
+        .where(Digest.id == digest_id, Digest.status == "planned")
+        .values(status="cancelled", status_reason=reason, finished_at=now)
+        .returning(Digest.id)
+        .execution_options(synchronize_session=False)
+    )
+    return withdrawn is not None
+
+
+PLAN_REQUEUED_AT = "plan_requeued_at"  # key in Digest.options: when a sweep last re-queued it
+
+
+def requeue_planned_digests(
+    session: Session, older_than: float, *, now: datetime | None = None
+) -> list[int]:
+    """Digests still `planned` `older_than` seconds after they were requested (or last swept).
+
+    An ad hoc digest is committed `planned` and then its `digest.plan_digest` task is queued; if
+    that task was lost (the broker restarted empty, the publish failed after the commit), the
+    digest would wait forever. The caller queues `digest.plan_digest` again for each id.
+
+    Safe against live planners: rows locked by a planning transaction are skipped
+    (`FOR UPDATE SKIP LOCKED` on PostgreSQL), and weekly waves and alerts are created and
+    planned in one transaction, so they are never seen `planned` from outside. A duplicate task
+    is harmless: `planning.plan_digest_id` locks the row and plans only a digest still
+    `planned`. Each returned digest is stamped, so the next sweep leaves it alone for another
+    `older_than` seconds instead of queueing it on every tick while the workers are busy.
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=older_than)
+    candidates = session.scalars(
+        select(Digest)
+        .where(Digest.status == "planned", Digest.created_at < cutoff)
+        .order_by(Digest.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    due: list[int] = []
+    for digest in candidates:
+        options = dict(digest.options or {})
+        stamped = options.get(PLAN_REQUEUED_AT)
+        if stamped and datetime.fromisoformat(stamped) >= cutoff:
+            continue
+        options[PLAN_REQUEUED_AT] = now.isoformat()
+        digest.options = options
+        due.append(digest.id)
+    session.flush()
+    return due
+
+
 # --- helpers ------------------------------------------------------------------------------------
 
 

@@ -768,6 +768,11 @@ def plan_digest_id(digest_id: int, *, now: datetime | None = None) -> PlanReport
 
     The digest row is locked first; a duplicated task finds it no longer `planned` and returns
     None. After the commit the caller hands `report.batch_ids` to the workers.
+
+    Idempotent, and relied on: beat's `digest.requeue_planned_digests` queues the task again for
+    a digest left `planned` (its first task lost), so two tasks may arrive. The second waits on
+    the row lock while the first plans, then sees `sending`/`cancelled` and does nothing; if
+    the first rolled back, the digest is still `planned` and the second plans it.
     """
 
     with session_scope() as session:

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     # A `pending` batch of a sending digest untouched this long has lost its task: re-enqueue.
     send_orphan_after: float = Field(default=3 * 3600.0, gt=0)
     send_reap_interval: float = Field(default=60.0, gt=0)  # seconds between reaper runs
+    # A digest still `planned` this long after it was requested lost its planning task (broker
+    # restarted empty, worker lost): beat queues it again. Planning a digest twice is a no-op.
+    plan_requeue_after: float = Field(default=90.0, gt=0)
     # Seconds before Redis hands an unacknowledged task (its worker died) to another worker.
     # Longer than any retry delay: a task waiting for its countdown is held unacknowledged.
     visibility_timeout: float = Field(default=2 * 3600.0, gt=0)
@@ -115,6 +118,8 @@ class Settings(BaseSettings):
     subscribe_rate_per_ip: str = "20/minute;200/day"
     subscribe_rate_per_email: str = "5/hour"
     max_body_bytes: int = Field(default=16 * 1024, ge=1024)  # form/JSON bodies; larger get 413
+    ingest_max_bytes: int = Field(default=1024 * 1024, ge=1024)  # POST /api/events bodies
+    default_max_bytes: int = Field(default=64 * 1024, ge=1024)  # any other path (admin, …)
     confirmation_resend_seconds: int = Field(default=600, ge=0)  # one confirmation per address
     send_goodbye: bool = True  # a short goodbye email after unsubscribing
     # Export and delete need a fresh link emailed to the address, valid this many minutes.

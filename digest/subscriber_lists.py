@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,16 +39,39 @@ EXPORT_COLUMNS = (*COLUMNS, "status")
 CHUNK = 5000
 PAGE = 5000
 MAX_CATEGORIES = 20
-# A cell starting with one of these is a formula to a spreadsheet: export quotes it with "'".
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# CSV injection (OWASP): a spreadsheet runs a cell as a formula when it starts with = + - @
+# (or their full-width forms, which some locales accept), and tab, CR or LF at the start are
+# treated the same way; spreadsheets also skip leading blanks before deciding. Every exported
+# cell that could run is quoted with "'"; import takes the quote off again.
+FORMULA_CHARS = frozenset("=+-@\uff1d\uff0b\uff0d\uff20")
+FORMULA_LEAD = frozenset("\t\r\n")
+QUOTE = "'"
+
+
+def _first_significant(value: str) -> str:
+    """The first character that is not a blank, a control or a format character (ZWSP, BOM)."""
+    for char in value:
+        if not (char.isspace() or unicodedata.category(char) in ("Cc", "Cf", "Zs")):
+            return char
+    return ""
+
+
+def runs_as_formula(value: str) -> bool:
+    """Would a spreadsheet opening this cell evaluate it?"""
+    return value[:1] in FORMULA_LEAD or _first_significant(value) in FORMULA_CHARS
 
 
 def spreadsheet_safe(value: str) -> str:
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """The cell as exported: quoted when it (or what follows its own leading quotes) could run,
+    so that `unquote_cell` gives back exactly `value`."""
+    return QUOTE + value if runs_as_formula(value.lstrip(QUOTE)) else value
 
 
 def unquote_cell(value: str) -> str:
-    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_START) else value
+    """Undo `spreadsheet_safe`: drop the one quote it adds (never a quote the value had)."""
+    if value.startswith(QUOTE) and runs_as_formula(value.lstrip(QUOTE)):
+        return value[1:]
+    return value
 
 
 class ListFormatError(ValueError):
@@ -102,12 +126,13 @@ def _rows(handle: TextIO) -> Iterator[tuple[int, dict[str, Any]]]:
 def _validate(row: dict[str, Any], canonical: dict[str, str]) -> dict[str, Any]:
     if row.get(None):  # type: ignore[call-overload]
         raise InvalidField("(row)", f"more fields than the {len(COLUMNS)} columns")
+    cell = {column: unquote_cell(row.get(column) or "") for column in COLUMNS}
     return {
-        "email": normalise_email(row.get("email") or ""),
-        "name": clean_name(unquote_cell((row.get("name") or "").strip()) or None),
-        "categories": _categories(row.get("categories"), canonical),
-        "frequency": clean_frequency((row.get("frequency") or "").strip().lower()),
-        "timezone": clean_timezone((row.get("timezone") or "").strip()),
+        "email": normalise_email(cell["email"]),
+        "name": clean_name(cell["name"].strip() or None),
+        "categories": _categories(cell["categories"], canonical),
+        "frequency": clean_frequency(cell["frequency"].strip().lower()),
+        "timezone": clean_timezone(cell["timezone"].strip()),
     }
 
 
@@ -231,7 +256,9 @@ def import_subscribers(
 
 def export_subscribers(session: Session, out: TextIO) -> int:
     """Write every subscriber but erased ones as CSV, page by page; returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180) also makes the writer quote a lone CR inside a cell: with "\n" it did not,
+    # and a spreadsheet starts a new row at that CR, whose first cell could then be a formula.
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_COLUMNS)
     written, last = 0, 0
     while True:
@@ -252,15 +279,7 @@ def export_subscribers(session: Session, out: TextIO) -> int:
         if not rows:
             return written
         for _id, email, name, categories, frequency, timezone, status in rows:
-            writer.writerow(
-                [
-                    email,
-                    spreadsheet_safe(name or ""),
-                    ";".join(categories or []),
-                    frequency,
-                    timezone or "",
-                    status,
-                ]
-            )
+            cells = (email, name, ";".join(categories or []), frequency, timezone, status)
+            writer.writerow([spreadsheet_safe(cell or "") for cell in cells])
         written += len(rows)
         last = rows[-1][0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 
+from digest import json_limits
 from schema.models import WebhookBatch
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def verify_request(
 def count_events(body: bytes) -> int:
     """The number of events in a verified body; refuses anything but a JSON array of objects."""
     try:
-        events = json.loads(body.decode("utf-8"))
+        events = json_limits.loads(body.decode("utf-8"))  # JSONTooDeep is a ValueError
     except (UnicodeDecodeError, ValueError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from exc
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):

@@ -430,6 +430,7 @@ def test_beat_schedule_names_only_registered_tasks() -> None:
         "digest.fire_weekly_slots",
         "digest.reap_stale_claims",
         "digest.requeue_orphaned_batches",
+        "digest.requeue_planned_digests",
         "digest.requeue_unprocessed_webhooks",
         "digest.prune_webhook_bodies",
     }

@@ -12,6 +12,8 @@ from digest.settings import Settings, get_settings
 
 # The default DIGEST_VISIBILITY_TIMEOUT (seconds), for checks that compare retry caps with it.
 VISIBILITY_TIMEOUT = Settings.model_fields["visibility_timeout"].default
+# Seconds to wait for the broker's TCP connection before a publish counts as failed.
+BROKER_CONNECT_TIMEOUT = 3.0
 
 
 def make_app() -> Celery:
@@ -33,6 +35,9 @@ def make_app() -> Celery:
             "visibility_timeout": settings.visibility_timeout,
             "unacked_restore_interval": max(1, min(10, round(settings.visibility_timeout / 10))),
             "unacked_restore_throttle": 1 if settings.visibility_timeout < 1000 else 10,
+            # A broker host that drops packets must not hang a request that publishes: give
+            # up connecting after a few seconds (workers/publish.py raises BrokerUnavailable).
+            "socket_connect_timeout": BROKER_CONNECT_TIMEOUT,
         },
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
@@ -60,6 +65,12 @@ def make_app() -> Celery:
             "digest.requeue_orphaned_batches": {
                 "task": "digest.requeue_orphaned_batches",
                 "schedule": settings.send_orphan_after / 2,
+            },
+            # ad hoc digests left `planned` whose planning task was lost are queued again
+            "digest.requeue_planned_digests": {
+                "task": "digest.requeue_planned_digests",
+                "schedule": max(5.0, settings.plan_requeue_after / 3),
+                "options": {"expires": max(5.0, settings.plan_requeue_after / 3)},
             },
             # stored webhook bodies whose processing task was lost are queued again
             "digest.requeue_unprocessed_webhooks": {

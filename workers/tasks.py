@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from celery import group
 from sqlalchemy.exc import OperationalError
 
 from digest import alerts, operations, planning, sending, transactional, weekly
@@ -18,6 +17,7 @@ from digest.email_backends import TransientSendError
 from digest.settings import get_settings
 from digest.tracking import pending_batches, process_batch, prune_processed_bodies
 from workers.app import app
+from workers.publish import enqueue
 
 __all__ = ["app"]
 
@@ -48,8 +48,7 @@ def requeue_unprocessed_webhooks() -> list[int]:
     """
     with session_scope() as session:
         batch_ids = pending_batches(session, older_than=get_settings().webhook_requeue_after)
-    for batch_id in batch_ids:
-        process_webhook_batch.delay(batch_id)
+    enqueue(*(process_webhook_batch.s(batch_id) for batch_id in batch_ids))
     return batch_ids
 
 
@@ -84,8 +83,7 @@ def send_batch(self, batch_id: int) -> str:
     below the broker's visibility timeout (see workers/app.py)."""
     while True:
         outcome = sending.send_batch(batch_id)
-        for other in outcome.enqueue:
-            send_batch.delay(other)
+        enqueue(*(send_batch.s(other) for other in outcome.enqueue))
         if outcome.retry_in is None:
             return outcome.status
         if not self.request.is_eager:
@@ -106,8 +104,7 @@ def requeue_orphaned_batches() -> list[int]:
     """Enqueue pending batches whose task was lost; a duplicate task finds the claim and stops."""
     with session_scope() as session:
         batch_ids = operations.requeue_orphaned_batches(session, get_settings().send_orphan_after)
-    for batch_id in batch_ids:
-        send_batch.delay(batch_id)
+    enqueue(*(send_batch.s(batch_id) for batch_id in batch_ids))
     return batch_ids
 
 
@@ -151,12 +148,13 @@ def send_data_link(subscriber_id: int) -> bool:
 
 
 def dispatch_batches(batch_ids: list[int]) -> None:
-    """One `digest.send_batch` task per batch, as a group: no chord, the database tracks the end.
+    """One `digest.send_batch` task per batch, in one publish: the database tracks the end.
 
-    Entry points (CLI, admin API, demo) call this after the plan is committed.
+    Entry points (CLI, admin API, demo) call this after the plan is committed; it raises
+    `workers.publish.BrokerUnavailable` when the broker cannot be reached (the batches stay
+    `pending`; the orphan sweep queues them again after DIGEST_SEND_ORPHAN_AFTER).
     """
-    if batch_ids:
-        group(app.signature("digest.send_batch", args=(batch_id,)) for batch_id in batch_ids)()
+    enqueue(*(send_batch.s(batch_id) for batch_id in batch_ids))
 
 
 _PLANNING_RETRY = {
@@ -179,12 +177,27 @@ def fire_weekly_slots() -> list[int]:
 
 @app.task(name="digest.plan_digest", **_PLANNING_RETRY)
 def plan_digest(digest_id: int) -> str:
-    """Plan a requested digest (admin API), then send its batches."""
+    """Plan a requested digest (admin API), then send its batches.
+
+    Idempotent, so queueing it twice is harmless (the sweeper below relies on it): the digest
+    row is locked and planned only while still `planned`; a second task waits for the first
+    planner's commit, finds it `sending` (or `cancelled`) and returns "already planned".
+    """
     report = planning.plan_digest_id(digest_id)
     if report is None:
         return "already planned"
     dispatch_batches(report.batch_ids)
     return report.status
+
+
+@app.task(name="digest.requeue_planned_digests", acks_late=True)
+def requeue_planned_digests() -> list[int]:
+    """Digests left `planned` longer than DIGEST_PLAN_REQUEUE_AFTER lost their planning task:
+    queue it again (beat). A digest being planned right now is locked and skipped."""
+    with session_scope() as session:
+        digest_ids = operations.requeue_planned_digests(session, get_settings().plan_requeue_after)
+    enqueue(*(plan_digest.s(digest_id) for digest_id in digest_ids))
+    return digest_ids
 
 
 @app.task(name="digest.plan_alert", **_PLANNING_RETRY)

@@ -3,7 +3,9 @@
 Every route needs `Authorization: Bearer $DIGEST_ADMIN_TOKEN` (constant-time comparison in
 digest/web/auth.py; an empty token switches the routes off). A request creates the digest
 (`planned`) and queues `digest.plan_digest`; the worker plans, renders and sends it through the
-same batch tasks as the weekly digest. Without a broker that happens before the answer.
+same batch tasks as the weekly digest. Without a broker that happens before the answer. If the
+broker cannot be reached the answer is 503 with Retry-After and the digest is withdrawn
+(`cancelled`), so a retry sends it once; a task lost after a 202 is re-queued by beat.
 """
 
 from __future__ import annotations
@@ -100,10 +102,42 @@ def _stats(session: Session, digest_id: int) -> dict[str, Any]:
     return figures
 
 
-def _queue_plan(digest_id: int) -> None:
+# Seconds a client should wait before asking again when the broker was unreachable.
+BROKER_RETRY_AFTER = 30
+
+
+def _queue_plan(digest_id: int) -> JSONResponse | None:
+    """Queue the digest's planning task; a 503 answer if the broker cannot be reached.
+
+    On 503 the digest is withdrawn (`cancelled`, with the reason) so that the client's retry,
+    which a 503 invites and many HTTP clients make by themselves, cannot send it twice. If the
+    task did get through after all (a worker already took the row), the digest stands and the
+    caller answers 202 as usual.
+    """
+    from digest.operations import withdraw_unqueued_digest
+    from workers.publish import BrokerUnavailable, enqueue
     from workers.tasks import plan_digest
 
-    plan_digest.delay(digest_id)
+    try:
+        enqueue(plan_digest.s(digest_id))
+    except BrokerUnavailable as exc:
+        log.error("digest %s not queued: %s", digest_id, exc)
+        with session_scope() as session:
+            withdrawn = withdraw_unqueued_digest(
+                session, digest_id, "not queued: the task broker was unreachable; request it again"
+            )
+        if not withdrawn:
+            return None
+        return JSONResponse(
+            status_code=503,
+            content={
+                "detail": "the task queue is unavailable; nothing was sent, try again later",
+                "id": digest_id,
+                "status": "cancelled",
+            },
+            headers={"Retry-After": str(BROKER_RETRY_AFTER)},
+        )
+    return None
 
 
 @router.post(
@@ -111,7 +145,9 @@ def _queue_plan(digest_id: int) -> None:
     status_code=202,
     responses={
         202: {"description": "Digest created; planned and sent by a worker"},
+        413: {"description": "Body larger than DIGEST_DEFAULT_MAX_BYTES"},
         422: {"description": "A field is invalid; `field` names it"},
+        503: {"description": "The task queue is unreachable; nothing was sent (see Retry-After)"},
     },
 )
 def create_digest(body: DigestRequest) -> JSONResponse:
@@ -137,7 +173,9 @@ def create_digest(body: DigestRequest) -> JSONResponse:
                 "detail": [{"loc": ["body", exc.field], "msg": exc.message, "field": exc.field}]
             },
         )
-    _queue_plan(digest_id)
+    unavailable = _queue_plan(digest_id)
+    if unavailable is not None:
+        return unavailable
     with session_scope() as session:
         digest = session.get(Digest, digest_id)
         assert digest is not None

@@ -18,7 +18,15 @@ from digest.web import (
     subscribe_pages,
     webhooks_api,
 )
+from digest.web.auth import BearerGate
 from digest.web.body_limit import BodySizeLimit
+from digest.web.json_depth import JsonDepthLimit
+
+INGEST_PATH = ingest_api.EVENTS_PATH
+ADMIN_PREFIX = "/admin"  # every operator route, present and future
+# JSON bodies whose depth is checked before parsing (the webhook checks its own after the
+# signature: an unsigned body must get 403 whatever it holds).
+JSON_PREFIXES = (INGEST_PATH, ADMIN_PREFIX, "/subscribe")
 
 
 @asynccontextmanager
@@ -42,10 +50,25 @@ def create_app() -> FastAPI:
     app.include_router(webhooks_api.router)
     subscribe_pages.install(app)
     settings = get_settings()
+    # Guards run before any route reads a body; the last added is the outermost. Order of a
+    # request: CORS, bearer token (401 from the headers alone), size (413 from Content-Length or
+    # while streaming), JSON depth (422), then the route.
+    app.add_middleware(JsonDepthLimit, prefixes=JSON_PREFIXES)
     app.add_middleware(
         BodySizeLimit,
-        max_bytes=settings.max_body_bytes,
-        prefixes=subscribe_pages.PUBLIC_PREFIXES,
+        default=settings.default_max_bytes,
+        limits={
+            **dict.fromkeys(subscribe_pages.PUBLIC_PREFIXES, settings.max_body_bytes),
+            INGEST_PATH: settings.ingest_max_bytes,
+            webhooks_api.WEBHOOK_PATH: settings.webhook_max_bytes,
+        },
+    )
+    app.add_middleware(
+        BearerGate,
+        tokens={
+            INGEST_PATH: lambda: get_settings().ingest_token,
+            ADMIN_PREFIX: lambda: get_settings().admin_token,
+        },
     )
     if settings.cors_origins:  # fetch-based signup forms on these origins (added last: outermost)
         app.add_middleware(

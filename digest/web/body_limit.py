@@ -1,13 +1,14 @@
-"""A request body size limit for the public form endpoints (pure ASGI, no buffering).
+"""A request body size limit on every path (pure ASGI, no buffering).
 
-A declared Content-Length over the limit is refused before the app runs; a chunked body is
-counted as it streams and refused once it passes the limit. Either way the answer is 413.
+Each path gets the limit of its longest matching prefix (public forms, ingest, the webhook), or
+the default. A declared Content-Length over the limit is refused before the app runs; a chunked
+body is counted as it streams and refused once it passes the limit. Either way the answer is 413.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,27 +17,37 @@ class _TooLarge(Exception):
     pass
 
 
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, prefixes: Iterable[str]) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.prefixes = tuple(prefixes)
+def path_matches(path: str, prefix: str) -> bool:
+    """`/admin` matches `/admin` and `/admin/…`, never `/administrator`."""
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
-    def _applies(self, path: str) -> bool:
-        return any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.prefixes)
+
+class BodySizeLimit:
+    def __init__(self, app: ASGIApp, *, default: int, limits: Mapping[str, int]) -> None:
+        self.app = app
+        self.default = default
+        # longest prefix first, so /api/events can differ from a hypothetical /api
+        self.limits = sorted(limits.items(), key=lambda item: len(item[0]), reverse=True)
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.limits:
+            if path_matches(path, prefix):
+                return limit
+        return self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self._applies(scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope["path"])
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._refuse(send)
+                if declared > max_bytes:
+                    await refuse(send, max_bytes)
                     return
         received = 0
         started = False
@@ -46,7 +57,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise _TooLarge
             return message
 
@@ -60,19 +71,21 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await refuse(send, max_bytes)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+async def refuse(send: Send, max_bytes: int) -> None:
+    """413, and close the connection: the rest of the body is never read."""
+    body = json.dumps({"detail": f"request body larger than {max_bytes} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

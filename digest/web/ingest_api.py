@@ -15,12 +15,17 @@ from digest.web.auth import require_bearer
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
+EVENTS_PATH = "/api/events"
 
 
 @router.post(
-    "/api/events",
+    EVENTS_PATH,
     status_code=200,
-    responses={401: {"description": "Missing or wrong ingest token"}, 422: {}},
+    responses={
+        401: {"description": "Missing or wrong ingest token (checked before the body is read)"},
+        413: {"description": "Body larger than DIGEST_INGEST_MAX_BYTES"},
+        422: {"description": "A field is invalid, or the JSON is nested too deep"},
+    },
 )
 def post_event(request: Request, event: dict[str, Any] = Body(...)) -> JSONResponse:
     """Apply one event (`comparison.published|updated|retracted`, `votes.updated`).
@@ -52,9 +57,12 @@ def queue_alert(comparison_id: int) -> None:
     The comparison is stored whatever happens here; a broker outage is logged, not answered
     with an error the CMS would retry (the retry would be a duplicate and queue nothing).
     """
+    from workers.publish import BrokerUnavailable, enqueue
     from workers.tasks import plan_alert
 
     try:
-        plan_alert.delay(comparison_id)
-    except Exception:
-        log.exception("comparison %s stored but its alert was not queued", comparison_id)
+        enqueue(plan_alert.s(comparison_id))
+    except BrokerUnavailable as exc:
+        log.error("comparison %s stored but its alert was not queued: %s", comparison_id, exc)
+    except Exception:  # in-process (no broker), the alert's own failure: the comparison stands
+        log.exception("comparison %s stored but its alert failed", comparison_id)

@@ -11,7 +11,6 @@ sent after the response, so a new address is not slower to answer than a known o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -194,6 +193,7 @@ def queue_email(kind: str, subscriber_id: int) -> None:
     The web layer is the entry point that may talk to Celery; the domain in `digest/` does not.
     """
     from workers import tasks
+    from workers.publish import enqueue
 
     task = {
         "confirmation": tasks.send_confirmation,
@@ -201,7 +201,7 @@ def queue_email(kind: str, subscriber_id: int) -> None:
         "goodbye": tasks.send_goodbye,
         "data_link": tasks.send_data_link,
     }[kind]
-    task.delay(subscriber_id)
+    enqueue(task.s(subscriber_id))
 
 
 def _consent_source(request: Request, is_json: bool) -> str:
@@ -501,9 +501,6 @@ def _write_signups(
     return to_confirm
 
 
-_broker = {"queue_declared": False}
-
-
 def tasks_run_in_process() -> bool:
     """True on the embedded default: no broker, so Celery runs a task inside `.delay()`."""
     from workers.app import app as celery_app
@@ -529,28 +526,21 @@ def send_confirmation_after_response(subscriber_id: int) -> None:
 
 
 def queue_confirmations(subscriber_ids: list[int]) -> None:
-    """Queue confirmation tasks after the commit, pipelined to the broker when it can.
+    """Queue confirmation tasks after the commit, pipelined in one broker round trip.
 
     If the broker is down the answer stays the same as an active address's (anything else would
     reveal who is subscribed); the claims are released so that the next try sends, and the outage
     shows in the log and in /healthz.
     """
     from workers import tasks
-    from workers.app import app as celery_app
+    from workers.publish import enqueue
 
-    # kombu re-checks the queue declaration on every publish (a retrying wrapper each time, a
-    # tenth of a signup's CPU); once this process has declared it, skip that.
-    options: dict[str, Any] = {"declare": []} if _broker["queue_declared"] else {}
     try:
-        with celery_app.producer_or_acquire() as producer:
-            batch = getattr(producer, "batch", None)  # kombu >= 5.7 pipelines the LPUSHes
-            with batch() if batch else contextlib.nullcontext():
-                for subscriber_id in subscriber_ids:
-                    tasks.send_confirmation.apply_async(
-                        (subscriber_id,), producer=producer, **options
-                    )
-        _broker["queue_declared"] = True
-    except Exception:
+        enqueue(
+            *(tasks.send_confirmation.s(subscriber_id) for subscriber_id in subscriber_ids),
+            declare_once=True,
+        )
+    except Exception:  # BrokerUnavailable, or an in-process send that failed
         log.exception("could not queue confirmations for subscribers %s", subscriber_ids)
         with session_scope() as session:
             for subscriber_id in subscriber_ids:

@@ -28,6 +28,7 @@ from digest.webhooks import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
+WEBHOOK_PATH = "/webhooks/sendgrid"
 
 
 class BodyTooLarge(Exception):
@@ -79,16 +80,19 @@ def enqueue(batch_id: int) -> None:
 
     The web app is an entry point like the CLI, so it may reach the task; the domain never does.
     """
+    from workers.publish import BrokerUnavailable, enqueue
     from workers.tasks import process_webhook_batch
 
     try:
-        process_webhook_batch.delay(batch_id)
-    except Exception:  # broker down, or an eager run failed: the stored batch is not lost
+        enqueue(process_webhook_batch.s(batch_id))
+    except BrokerUnavailable as exc:  # beat queues the stored body again later
+        log.error("webhook batch %s stored but not queued yet: %s", batch_id, exc)
+    except Exception:  # an in-process run failed: the stored batch is not lost
         log.exception("webhook batch %s stored but not processed yet", batch_id)
 
 
 @router.post(
-    "/webhooks/sendgrid",
+    WEBHOOK_PATH,
     status_code=204,
     responses={
         204: {"description": "Verified and stored; processed by a worker"},

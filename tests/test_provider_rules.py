@@ -6,15 +6,13 @@ forbids both in a recipient's name; it answers 202 and then drops the message, s
 violation), so these tests send a digest, and arbitrary names, through our real backend and
 assert that no rule is broken.
 
-Both tests are expected to fail until `digest/email_backends.py` makes names safe for SendGrid
-(the lead's change); remove the `xfail` marks then.
+`digest/email_backends.display_name` makes names safe for SendGrid; these tests hold it to that.
 """
 
 from __future__ import annotations
 
 import contextlib
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
@@ -28,14 +26,9 @@ from tests.sendgrid_server import FakeSendGrid
 
 pytest_plugins = ["tests.sendgrid_fixtures"]
 
-FIX_PENDING = pytest.mark.xfail(
-    strict=True,
-    reason="finding 9: digest/email_backends.py sends recipient names with , or ; to SendGrid",
-)
 HOSTILE_NAMES = ["Lovelace, Ada", "Ada; DROP", "a,b;c", "Grace Hopper,"]
 
 
-@FIX_PENDING
 def test_digest_to_names_with_comma_or_semicolon_breaks_no_sendgrid_rule(
     sendgrid_env: FakeSendGrid,
 ) -> None:
@@ -57,7 +50,6 @@ def test_digest_to_names_with_comma_or_semicolon_breaks_no_sendgrid_rule(
     assert sum(sendgrid_env.addresses().values()) == len(HOSTILE_NAMES)
 
 
-@FIX_PENDING
 @settings(
     max_examples=60,
     deadline=None,

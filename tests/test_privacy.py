@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from digest import privacy, subscriptions
 from digest.addresses import email_hash
 from digest.db import reset_caches, session_scope
-from digest.tokens import manage_token
+from digest.tokens import data_token
 from digest.tracking import process_batch, prune_processed_bodies
 from digest.web.app import create_app
 from digest.webhooks import store_batch
@@ -140,8 +140,12 @@ def leftovers() -> dict[str, list[str]]:
 
 
 def delete_me(client: TestClient, subscriber_id: int) -> None:
-    """The person's own "delete me" (the one place to adapt if the link changes)."""
-    response = client.post(f"/preferences/{manage_token(subscriber_id)}/delete")
+    """The person's own "delete me", through the expiring data link emailed to them."""
+    with session_scope() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        assert subscriber is not None
+        address = subscriber.email
+    response = client.post(f"/data/{data_token(subscriber_id, address)}/delete")
     assert response.status_code == 200, response.text
 
 

@@ -8,7 +8,7 @@ sent from our domain (digest/substitution.py states the rule).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -21,6 +21,7 @@ from digest.db import session_scope
 from digest.email_backends import Message, SendResult, display_name, fill_tokens
 from digest.planning import plan_digest, request_digest
 from digest.rendering import Entry, render_weekly
+from digest.subscriptions import new_cycle
 from digest.substitution import ANY_PLACEHOLDER, Placeholders, greeting_name
 from schema.models import Comparison, Review, Subscriber, Tool
 from tests.conftest import read_outbox
@@ -60,8 +61,10 @@ def assert_no_foreign_link(html: str, text: str) -> None:
 
 
 def hostile_subscriber(status: str = "pending", name: str = HOSTILE_NAME) -> int:
+    """A subscriber a stranger named; a pending one is in a live signup cycle."""
+    cycle = new_cycle(datetime.now(UTC)) if status == "pending" else {}
     with session_scope() as session:
-        subscriber = Subscriber(email="victim@example.com", name=name, status=status)
+        subscriber = Subscriber(email="victim@example.com", name=name, status=status, **cycle)
         session.add(subscriber)
         session.flush()
         return subscriber.id

@@ -218,7 +218,7 @@ def run(
         [
             PYTHON,
             "-m",
-            "tests.sendgrid_server",
+            "tests.support.sendgrid_server",
             "--port",
             str(port),
             "--api-key",

@@ -357,7 +357,15 @@ def main(argv: list[str] | None = None) -> int:
 
     sendgrid = Proc(
         "sendgrid",
-        [PYTHON, "-m", "tests.sendgrid_server", "--port", str(sendgrid_port), "--api-key", API_KEY],
+        [
+            PYTHON,
+            "-m",
+            "tests.support.sendgrid_server",
+            "--port",
+            str(sendgrid_port),
+            "--api-key",
+            API_KEY,
+        ],
         log_dir=OUT_DIR,
     )
     web = Proc(

@@ -1,0 +1,1 @@
+"""Sending digests: planning, the weekly schedule, the ledger, workers, faults, SendGrid's rules."""

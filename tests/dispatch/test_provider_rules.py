@@ -1,0 +1,67 @@
+"""Our requests keep SendGrid's rules (finding 9 of the trust issue).
+
+The attack: a stranger signs up with a name containing `,` or `;`. SendGrid's documentation
+forbids both in a recipient's name; it answers 202 and then drops the message, so the ledger says
+`sent` for mail nobody received. The SendGrid stand-in refuses such a request (and records the
+violation), so these tests send a digest, and arbitrary names, through our real backend and
+assert that no rule is broken.
+
+`digest/email_backends.display_name` makes names safe for SendGrid; these tests hold it to that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from digest import sending
+from digest.db import session_scope
+from digest.email_backends import Message, Recipient, get_backend
+from schema.models import Delivery, Subscriber
+from tests.support.planned_rows import plan_rows
+from tests.support.sendgrid_server import FakeSendGrid
+
+HOSTILE_NAMES = ["Lovelace, Ada", "Ada; DROP", "a,b;c", "Grace Hopper,"]
+
+
+def test_digest_to_names_with_comma_or_semicolon_breaks_no_sendgrid_rule(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    with session_scope() as session:
+        planned = plan_rows(session, len(HOSTILE_NAMES))
+        ids = session.scalars(
+            select(Delivery.subscriber_id)
+            .where(Delivery.digest_id == planned.digest_id)
+            .order_by(Delivery.id)
+        ).all()
+        for subscriber_id, name in zip(ids, HOSTILE_NAMES, strict=True):
+            session.execute(
+                update(Subscriber).where(Subscriber.id == subscriber_id).values(name=name)
+            )
+    outcome = sending.send_batch(planned.batch_ids[0])
+    broken = sendgrid_env.take_violations()  # taken here so the expected failure is this assert
+    assert [(v.rule, v.field) for v in broken] == []
+    assert outcome.status == "sent"
+    assert sum(sendgrid_env.addresses().values()) == len(HOSTILE_NAMES)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(name=st.text(min_size=1, max_size=200))
+def test_any_recipient_name_breaks_no_sendgrid_rule(sendgrid_env: FakeSendGrid, name: str) -> None:
+    message = Message(
+        subject="This week's verdicts",
+        html="<p>Hi -name-</p>",
+        text="Hi -name-",
+        recipients=[Recipient(email="ada@example.com", name=name)],
+    )
+    with contextlib.suppress(Exception):  # a refusal is judged by the recorded violation
+        get_backend().send(message)
+    broken = sendgrid_env.take_violations()
+    assert [(v.rule, v.field) for v in broken] == []

@@ -1,0 +1,1 @@
+"""What readers get: ranking, rendering, previews, the demo; hostile text made harmless."""

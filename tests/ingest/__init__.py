@@ -1,0 +1,1 @@
+"""Comparisons coming in: the events API, imported files and saved pages, and collecting a week."""

@@ -1,0 +1,1 @@
+"""The service as a whole: settings, schema, admin API, OpenAPI, layers, request guards."""

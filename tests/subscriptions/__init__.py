@@ -1,0 +1,1 @@
+"""Subscribers: signup, confirmation, preferences, leaving, data export and erasure, lists."""

@@ -1,0 +1,445 @@
+"""SendGrid's rules for `POST /v3/mail/send`: its published OpenAPI schema and documented limits.
+
+The stand-in (`tests/sendgrid_server.py`) checks every request against both, so a test fails when
+our code sends something SendGrid would refuse — or, worse, accept and silently drop (a recipient
+name containing `,` or `;` gets 202 from SendGrid and is never delivered).
+
+The schema is read at test time from `../shared/sendgrid-oai/tsg_mail_v3.json` (next to the
+repository; `DIGEST_SENDGRID_SPEC` points elsewhere), never copied here. CI always has it, so a
+missing file fails there; elsewhere the documented limits still apply and a warning says the
+schema was skipped. The schema's `$ref`s (OpenAPI's requestBody reference, then JSON Schema
+references into `components`) are resolved with `referencing` against the whole document.
+
+The documented limits the schema does not encode are below, each with the page that states it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from tests.support.paths import SHARED
+
+SPEC_ENV = "DIGEST_SENDGRID_SPEC"
+SPEC_URI = "urn:sendgrid-oai:tsg_mail_v3.json"
+SEND_PATH = "/v3/mail/send"
+
+# Pages that state the limits (cited next to each rule).
+LIMITATIONS = "https://docs.sendgrid.com/api-reference/mail-send/limitations"
+ERRORS = "https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors"
+API_REFERENCE = "https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send"
+CATEGORIES = "https://docs.sendgrid.com/for-developers/sending-email/categories/"
+SUBSTITUTIONS = (
+    "https://www.twilio.com/docs/sendgrid/for-developers/sending-email/substitution-tags"
+)
+
+MAX_PERSONALIZATIONS = 1000
+MAX_RECIPIENTS = 1000
+MAX_MESSAGE_BYTES = 30 * 1024 * 1024
+MAX_SUBSTITUTION_BYTES = 10_000
+MAX_CUSTOM_ARGS_BYTES = 10_000
+MAX_CATEGORIES = 10
+MAX_CATEGORY_CHARS = 255
+# The API reference's `headers` description (the schema types it as a bare object): "You may not
+# override the following headers: x-sg-id, x-sg-eid, received, dkim-signature, Content-Type,
+# Content-Transfer-Encoding, To, From, Subject, Reply-To, CC, BCC."
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "x-sg-id",
+        "x-sg-eid",
+        "received",
+        "dkim-signature",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "To",
+        "From",
+        "Subject",
+        "Reply-To",
+        "CC",
+        "BCC",
+    )
+)
+_EMAIL = re.compile(r"^[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+$")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: SendGrid's error shape plus which rule it was (for the tests)."""
+
+    rule: str
+    field: str | None
+    message: str
+    help: str | None = None
+
+    def as_error(self) -> dict[str, Any]:
+        return {"message": self.message, "field": self.field, "help": self.help}
+
+
+class SpecMissing(FileNotFoundError):
+    """The published OpenAPI file is not where the tests look for it."""
+
+
+# --- the published schema --------------------------------------------------------------------
+
+
+def spec_file() -> Path:
+    """`DIGEST_SENDGRID_SPEC`, or `../shared/sendgrid-oai/tsg_mail_v3.json` beside the repo."""
+    default = SHARED / "sendgrid-oai" / "tsg_mail_v3.json"
+    return Path(os.environ.get(SPEC_ENV) or default)
+
+
+def _pointer(*parts: str) -> str:
+    return "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def request_schema_pointer(document: dict[str, Any]) -> str:
+    """JSON pointer to the `application/json` schema of POST /v3/mail/send's request body.
+
+    The operation's `requestBody` is an OpenAPI `$ref` (to `components/requestBodies/...`); it is
+    followed here, so a regenerated file that moves the body still resolves.
+    """
+    resolver = Registry().with_resource(SPEC_URI, _resource(document)).resolver(SPEC_URI)
+    pointer = _pointer("paths", SEND_PATH, "post", "requestBody")
+    body = resolver.lookup(pointer).contents
+    while "$ref" in body:
+        pointer = body["$ref"]
+        body = resolver.lookup(pointer).contents
+    return pointer + "/" + "/".join(("content", "application~1json", "schema"))
+
+
+def _resource(document: dict[str, Any]) -> Resource[Any]:
+    return Resource(contents=document, specification=DRAFT202012)
+
+
+def _patch(document: dict[str, Any], pointer: str) -> None:
+    """Fix the one known error of the published file, in the loaded copy only.
+
+    The file types message-level `custom_args` as a string, but the API takes (and the official
+    client sends) an object of string values, as the personalization-level field is typed.
+    """
+    node: Any = document
+    for part in pointer.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    custom_args = node["properties"]["custom_args"]
+    if custom_args.get("type") == "string":
+        custom_args["type"] = "object"
+        custom_args["additionalProperties"] = {"type": "string"}
+
+
+@lru_cache(maxsize=4)
+def _validator(path: str) -> Draft202012Validator:
+    document = json.loads(Path(path).read_text(encoding="utf-8"))
+    pointer = request_schema_pointer(document)
+    _patch(document, pointer)
+    registry = Registry().with_resource(SPEC_URI, _resource(document))
+    return Draft202012Validator(
+        {"$ref": SPEC_URI + pointer},
+        registry=registry,
+        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    )
+
+
+def schema_validator(required: bool | None = None) -> Draft202012Validator | None:
+    """The validator of the published schema, or None (with a warning) when the file is missing
+    outside CI. In CI (or with `required`) a missing file raises `SpecMissing`."""
+    path = spec_file()
+    if not path.is_file():
+        message = f"SendGrid's OpenAPI file {path} not found (set {SPEC_ENV})"
+        if required or (required is None and os.environ.get("CI")):
+            raise SpecMissing(message)
+        warnings.warn(message + "; only the documented limits are checked", stacklevel=2)
+        return None
+    return _validator(str(path))
+
+
+def schema_violations(validator: Draft202012Validator, body: Any) -> list[Violation]:
+    found = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(map(str, e.path))):
+        field = ".".join(str(p) for p in error.absolute_path) or None
+        message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+        found.append(Violation("schema", field, message, API_REFERENCE))
+    return found
+
+
+# --- the documented limits -------------------------------------------------------------------
+
+
+def _recipients(body: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for i, item in enumerate(_personalizations(body)):
+        for kind in ("to", "cc", "bcc"):
+            people = item.get(kind)
+            for j, who in enumerate(people if isinstance(people, list) else []):
+                if isinstance(who, dict):
+                    yield f"personalizations.{i}.{kind}.{j}", who
+
+
+def _personalizations(body: dict[str, Any]) -> list[dict[str, Any]]:
+    items = body.get("personalizations")
+    return [p if isinstance(p, dict) else {} for p in items] if isinstance(items, list) else []
+
+
+def _bytes(mapping: dict[str, Any]) -> int:
+    """Size of a key/value collection as SendGrid counts it: keys and values, UTF-8."""
+    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in mapping.items())
+
+
+def size_violation(size: int) -> Violation | None:
+    """Limitations page: "The total size of your email, including attachments, must be less
+    than 30MB." (LIMITATIONS; SendGrid answers 413.)"""
+    if size < MAX_MESSAGE_BYTES:
+        return None
+    return Violation("message-size", None, "The email must be smaller than 30MB.", LIMITATIONS)
+
+
+def documented_violations(body: dict[str, Any], size: int) -> list[Violation]:
+    """Every documented limit `body` (of `size` bytes on the wire) breaks."""
+    found: list[Violation] = []
+
+    def violation(rule: str, field: str | None, message: str, help: str) -> None:
+        found.append(Violation(rule, field, message, help))
+
+    too_big = size_violation(size)
+    if too_big is not None:
+        found.append(too_big)
+
+    # Errors page: "The personalization block is limited to 1000 personalizations per API
+    # request" and "You must have at least one personalization." (ERRORS)
+    personalizations = _personalizations(body)
+    if not personalizations:
+        violation(
+            "personalizations-required",
+            "personalizations",
+            "You must have at least one personalization.",
+            ERRORS,
+        )
+    elif len(personalizations) > MAX_PERSONALIZATIONS:
+        violation(
+            "personalizations-count",
+            "personalizations",
+            f"The personalization block is limited to 1000 personalizations per API request. "
+            f"You have provided {len(personalizations)} personalizations.",
+            ERRORS,
+        )
+
+    # Limitations and errors pages: "The total number of recipients must be no more than 1000.
+    # This includes all recipients defined within the to, cc, and bcc parameters, across each
+    # object that you include in the personalizations array." (LIMITATIONS)
+    recipients = list(_recipients(body))
+    if len(recipients) > MAX_RECIPIENTS:
+        violation(
+            "recipients-count",
+            "personalizations",
+            f"There is a limit of 1000 total recipients (to + cc + bcc) per request; "
+            f"this request has {len(recipients)}.",
+            LIMITATIONS,
+        )
+
+    # Errors page: "Each unique email address in the personalizations array should only be
+    # included once. You have included [email address] more than once." (ERRORS)
+    seen: dict[str, str] = {}
+    for field, who in recipients:
+        address = who.get("email")
+        if not isinstance(address, str) or not _EMAIL.match(address) or len(address) > 320:
+            violation(
+                "recipient-email", f"{field}.email", "Does not contain a valid address.", ERRORS
+            )
+            continue
+        first = seen.setdefault(address.lower(), field)
+        if first != field:
+            violation(
+                "recipient-unique",
+                f"{field}.email",
+                f"Each unique email address in the personalizations array should only be "
+                f"included once. You have included {address} more than once (first in {first}).",
+                ERRORS,
+            )
+
+    # Limitations page: "The to.name, cc.name, and bcc.name personalizations cannot include
+    # either the ; or , characters." SendGrid answers 202 to such a request and then drops the
+    # message; the stand-in answers 400 so that a test notices. (LIMITATIONS)
+    for field, who in recipients:
+        name = who.get("name")
+        if isinstance(name, str) and ("," in name or ";" in name):
+            violation(
+                "recipient-name-characters",
+                f"{field}.name",
+                "The to.name, cc.name, and bcc.name personalizations cannot include either the "
+                "; or , characters.",
+                LIMITATIONS,
+            )
+
+    for i, item in enumerate(personalizations):
+        # API reference, personalizations.substitutions: "The total collective size of your
+        # substitutions may not exceed 10,000 bytes per personalization object." (The
+        # substitution-tags guide, SUBSTITUTIONS, says 50,000; the stricter figure is kept.)
+        substitutions = item.get("substitutions")
+        if isinstance(substitutions, dict) and _bytes(substitutions) > MAX_SUBSTITUTION_BYTES:
+            violation(
+                "substitutions-size",
+                f"personalizations.{i}.substitutions",
+                "The total collective size of your substitutions may not exceed 10,000 bytes "
+                "per personalization object.",
+                API_REFERENCE,
+            )
+        # Limitations page: "The total length of custom arguments must be less than 10000
+        # bytes." A personalization's custom_args are merged over the message's. (LIMITATIONS)
+        merged = {
+            **(body.get("custom_args") if isinstance(body.get("custom_args"), dict) else {}),
+            **(item.get("custom_args") if isinstance(item.get("custom_args"), dict) else {}),
+        }
+        if _bytes(merged) >= MAX_CUSTOM_ARGS_BYTES:
+            violation(
+                "custom-args-size",
+                f"personalizations.{i}.custom_args",
+                "The total length of custom arguments must be less than 10000 bytes.",
+                LIMITATIONS,
+            )
+        # Errors page: substitutions, headers and custom_args values must be strings (SendGrid
+        # answers "... must be a string" for each); the substitution-tags guide: "make sure to
+        # only use strings". (ERRORS)
+        for part in ("substitutions", "headers", "custom_args"):
+            values = item.get(part)
+            if isinstance(values, dict) and not all(isinstance(v, str) for v in values.values()):
+                violation(
+                    "string-values",
+                    f"personalizations.{i}.{part}",
+                    f"The {part} values must be strings.",
+                    ERRORS,
+                )
+        _reserved_headers(item.get("headers"), f"personalizations.{i}.headers", violation)
+    for part in ("headers", "custom_args"):
+        values = body.get(part)
+        if isinstance(values, dict) and not all(isinstance(v, str) for v in values.values()):
+            violation("string-values", part, f"The {part} values must be strings.", ERRORS)
+    _reserved_headers(body.get("headers"), "headers", violation)
+
+    # Categories guide: "you can assign up to 10 categories per message"; API reference: "A
+    # category name cannot exceed 255 characters." (CATEGORIES)
+    categories = body.get("categories")
+    if isinstance(categories, list):
+        if len(categories) > MAX_CATEGORIES:
+            violation(
+                "categories-count",
+                "categories",
+                "You may not have more than 10 categories per request.",
+                CATEGORIES,
+            )
+        for k, category in enumerate(categories):
+            if not isinstance(category, str) or len(category) > MAX_CATEGORY_CHARS:
+                violation(
+                    "category-length",
+                    f"categories.{k}",
+                    "A category name cannot exceed 255 characters.",
+                    CATEGORIES,
+                )
+
+    # Errors page, subject: "The subject is required. You can get around this requirement if you
+    # use a template with a subject defined or if every single personalization has a subject
+    # defined." (ERRORS)
+    every_has_subject = bool(personalizations) and all(p.get("subject") for p in personalizations)
+    if not body.get("template_id") and not body.get("subject") and not every_has_subject:
+        violation(
+            "subject-required",
+            "subject",
+            "The subject is required. You can get around this requirement if you use a template "
+            "with a subject defined or if every single personalization has a subject defined.",
+            ERRORS,
+        )
+
+    # Errors page, content: "Unless a valid template_id is provided, the content parameter is
+    # required. There must be at least one defined content block." and "The content value must
+    # be a string at least one character in length." and "If present, text/plain content must
+    # be first, followed by text/html, followed by any other content." (ERRORS)
+    content = body.get("content")
+    if not isinstance(content, list) or not content:
+        if not body.get("template_id"):
+            violation(
+                "content-required",
+                "content",
+                "Unless a valid template_id is provided, the content parameter is required.",
+                ERRORS,
+            )
+    else:
+        types = [part.get("type") if isinstance(part, dict) else None for part in content]
+        for k, part in enumerate(content):
+            value = part.get("value") if isinstance(part, dict) else None
+            if not isinstance(value, str) or not value:
+                violation(
+                    "content-value",
+                    f"content.{k}.value",
+                    "The content value must be a string at least one character in length.",
+                    ERRORS,
+                )
+        order = [t for t in types if t in ("text/plain", "text/html")]
+        first_other = next(
+            (k for k, t in enumerate(types) if t not in ("text/plain", "text/html")), len(types)
+        )
+        plain_html_last = max(
+            (k for k, t in enumerate(types) if t in ("text/plain", "text/html")), default=-1
+        )
+        if order not in ([], ["text/plain"], ["text/html"], ["text/plain", "text/html"]) or (
+            plain_html_last > first_other
+        ):
+            violation(
+                "content-order",
+                "content",
+                "If present, text/plain content must be first, followed by text/html, followed "
+                "by any other content.",
+                ERRORS,
+            )
+
+    # Limitations page: "Unicode encoding is not supported for the from field." (LIMITATIONS)
+    sender = body.get("from")
+    if isinstance(sender, dict) and isinstance(sender.get("email"), str):
+        if not sender["email"].isascii():
+            violation(
+                "from-ascii",
+                "from.email",
+                "Unicode encoding is not supported for the from field.",
+                LIMITATIONS,
+            )
+        elif not _EMAIL.match(sender["email"]):
+            violation(
+                "from-email",
+                "from.email",
+                "The from email does not contain a valid address.",
+                ERRORS,
+            )
+    return found
+
+
+def _reserved_headers(headers: Any, field: str, violation: Any) -> None:
+    """API reference, `headers`: the reserved names may not be set. (API_REFERENCE)"""
+    if not isinstance(headers, dict):
+        return
+    for name in headers:
+        if str(name).strip().lower() in RESERVED_HEADERS:
+            violation(
+                "reserved-header",
+                f"{field}.{name}",
+                f"The header {name} is reserved and may not be set in headers.",
+                API_REFERENCE,
+            )
+
+
+# --- both ------------------------------------------------------------------------------------
+
+
+def check(body: Any, size: int, validator: Draft202012Validator | None) -> list[Violation]:
+    """Every rule `body` breaks: the published schema's, then the documented limits."""
+    found = schema_violations(validator, body) if validator is not None else []
+    if not isinstance(body, dict):
+        return found or [Violation("schema", None, "The body must be a JSON object.", ERRORS)]
+    return found + documented_violations(body, size)

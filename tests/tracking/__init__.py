@@ -1,0 +1,1 @@
+"""After sending: SendGrid's signed events, suppression and statistics."""

@@ -6,7 +6,9 @@ both refuse bad rows, whatever code path writes them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,6 +29,18 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from schema.statuses import (
+    BatchStatus,
+    DeliveryStatus,
+    DigestKind,
+    DigestStatus,
+    Frequency,
+    Persona,
+    SubscriberStatus,
+    SuppressionReason,
+    VerdictLabel,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -66,17 +80,35 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
-VERDICT_LABELS = ("Ship", "Mixed", "Skip")
-PERSONAS = ("Builder", "Skeptic", "Futurist", "Founder", "Creator")
-SUBSCRIBER_STATUSES = ("pending", "active", "unsubscribed", "bounced", "complained", "deleted")
-DIGEST_KINDS = ("weekly", "adhoc", "alert", "test")
-DIGEST_STATUSES = ("planned", "sending", "sent", "cancelled", "failed", "paused")
-BATCH_STATUSES = ("pending", "sending", "sent", "failed", "ambiguous", "cancelled")
-DELIVERY_STATUSES = ("pending", "sent", "failed", "cancelled", "skipped")
+VERDICT_LABELS = tuple(VerdictLabel)
+PERSONAS = tuple(Persona)
+SUBSCRIBER_STATUSES = tuple(SubscriberStatus)
+DIGEST_KINDS = tuple(DigestKind)
+DIGEST_STATUSES = tuple(DigestStatus)
+BATCH_STATUSES = tuple(BatchStatus)
+DELIVERY_STATUSES = tuple(DeliveryStatus)
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+def _in(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A `StrEnum` stored as its text: rows come back as members, not bare strings."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        # Unknown text goes through as it is: the check constraint refuses it in the database.
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 class Comparison(Base):
@@ -196,9 +228,11 @@ class Subscriber(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20), default="pending")
+    status: Mapped[SubscriberStatus] = mapped_column(
+        EnumText(SubscriberStatus, 20), default=SubscriberStatus.PENDING
+    )
     categories: Mapped[list[str]] = mapped_column(JSON, default=list)
-    frequency: Mapped[str] = mapped_column(String(10), default="weekly")
+    frequency: Mapped[Frequency] = mapped_column(EnumText(Frequency, 10), default=Frequency.WEEKLY)
     timezone: Mapped[str | None] = mapped_column(String(64))
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_at: Mapped[datetime | None]
@@ -221,7 +255,7 @@ class Subscriber(Base):
         Index("ix_subscribers_status_id", "status", "id"),
         CheckConstraint("email <> ''", name="email_not_empty"),
         CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
-        CheckConstraint("frequency IN ('weekly', 'every')", name="frequency"),
+        CheckConstraint(_in("frequency", Frequency), name="frequency"),
         CheckConstraint("soft_bounces >= 0", name="soft_bounces_nonneg"),
     )
 
@@ -233,14 +267,10 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[SuppressionReason] = mapped_column(EnumText(SuppressionReason, 20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (
-        CheckConstraint(
-            "reason IN ('bounced', 'complained', 'unsubscribed', 'deleted')", name="reason"
-        ),
-    )
+    __table_args__ = (CheckConstraint(_in("reason", SuppressionReason), name="reason"),)
 
 
 class Digest(Base):
@@ -249,8 +279,10 @@ class Digest(Base):
     __tablename__ = "digests"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(10))
-    status: Mapped[str] = mapped_column(String(10), default="planned")
+    kind: Mapped[DigestKind] = mapped_column(EnumText(DigestKind, 10))
+    status: Mapped[DigestStatus] = mapped_column(
+        EnumText(DigestStatus, 10), default=DigestStatus.PLANNED
+    )
     status_reason: Mapped[str | None] = mapped_column(Text)
     # Unique per weekly slot and timezone wave: two beats cannot create the same digest twice.
     slot_key: Mapped[str | None] = mapped_column(String(100), unique=True)
@@ -330,7 +362,9 @@ class DeliveryBatch(Base):
     digest_id: Mapped[int] = mapped_column(ForeignKey("digests.id", ondelete="CASCADE"))
     segment_id: Mapped[int] = mapped_column(ForeignKey("digest_segments.id", ondelete="CASCADE"))
     seq: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    status: Mapped[BatchStatus] = mapped_column(
+        EnumText(BatchStatus, 10), default=BatchStatus.PENDING
+    )
     size: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     message_id: Mapped[str | None] = mapped_column(String(200))
@@ -363,7 +397,9 @@ class Delivery(Base):
     batch_id: Mapped[int | None] = mapped_column(Id)
     subscriber_id: Mapped[int] = mapped_column(Id)
     email: Mapped[str] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(10), default="pending")
+    status: Mapped[DeliveryStatus] = mapped_column(
+        EnumText(DeliveryStatus, 10), default=DeliveryStatus.PENDING
+    )
     error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

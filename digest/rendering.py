@@ -26,6 +26,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from mjml import mjml2html
 
 from digest.email_backends import header_safe
+from digest.email_budget import Shown, fit
 from digest.settings import get_settings
 from digest.substitution import Placeholders, greeting_name
 from schema.models import Comparison, Review, Tool
@@ -62,6 +63,8 @@ class RenderedEmail:
     text: str
     # The keys a recipient's values replace; None for an email rendered with real values.
     placeholders: Placeholders | None = None
+    # How many comparisons are in full, compact, or only linked (digests; None for the rest).
+    shown: Shown | None = None
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,7 @@ def tool_view(tool: Tool) -> dict[str, Any]:
         "name": field(tool.name, "name"),
         "tagline": field(tool.tagline, "tagline"),
         "panel": panel_line(tool),
+        "short": short_verdict(tool),
         "tone": tone,
         "split": bool(split),
         "community": community_line(tool),
@@ -311,6 +315,7 @@ def _render(name: str, personal: Personal, **context: Any) -> tuple[str, str]:
         "unsubscribe_url": personal.unsubscribe_url,
         "preferences_url": personal.preferences_url,
         "manage_links": bool(personal.unsubscribe_url),
+        "view_online_url": None,
         **context,
     }
     env = environment()
@@ -342,24 +347,53 @@ def weekly_preheader(entries: Sequence[Entry]) -> str:
     return header_safe(shorten("; ".join(parts), PREHEADER_MAX))
 
 
-def render_weekly(entries: Sequence[Entry], *, segment_label: str | None = None) -> RenderedEmail:
-    """The weekly digest for one segment: compiled exactly once, recipients filled at send time."""
+def render_weekly(
+    entries: Sequence[Entry],
+    *,
+    segment_label: str | None = None,
+    archive_url: str | None = None,
+) -> RenderedEmail:
+    """The weekly digest for one segment, within `DIGEST_EMAIL_MAX_BYTES`; recipients' values
+    stay placeholders, filled at send time. Compiled once when the week fits (the usual case);
+    otherwise the lowest-ranked comparisons go compact, then to the web (digest/email_budget.py).
+    """
     if not entries:
         raise ValueError("entries: a weekly digest needs at least one comparison")
+    settings = get_settings()
     subject, preheader = weekly_subject(entries), weekly_preheader(entries)
     keys = Placeholders.fresh()
-    html, text = _render(
-        "weekly",
-        Personal.placeholders(keys),
-        subject=subject,
-        preheader=preheader,
-        segment_label=shorten(segment_label, 80) if segment_label else None,
-        entries=[entry_view(e.rank, e.comparison, e.explanation) for e in entries],
-    )
-    return RenderedEmail(subject, preheader, html, text, keys)
+    views = [entry_view(e.rank, e.comparison, e.explanation) for e in entries]
+    online = archive_url or f"{settings.public_url.rstrip('/')}/archive"
+
+    def render(shown: Shown) -> tuple[str, str]:
+        return _render(
+            "weekly",
+            Personal.placeholders(keys),
+            subject=subject,
+            preheader=preheader,
+            segment_label=shorten(segment_label, 80) if segment_label else None,
+            total=len(views),
+            entries=views[: shown.full],
+            compact=[compact_view(v) for v in views[shown.full : shown.full + shown.compact]],
+            more=shown.linked,
+            archive_url=online,
+            view_online_url=online,
+        )
+
+    chosen = fit(len(views), settings.email_max_bytes, render, keys)
+    return RenderedEmail(subject, preheader, chosen.html, chosen.text, keys, chosen.shown)
 
 
-def render_alert(comparison: Comparison, explanation: str) -> RenderedEmail:
+def compact_view(view: dict[str, Any]) -> dict[str, Any]:
+    """A comparison in the "More this week" list: rank, title, link, its verdict in a few words."""
+    tools = view["tools"]
+    words = "; ".join(f"{shorten(t['name'], 30)}: {t['short']}" for t in tools)
+    return {**view, "verdict_words": f"{view['kind_label']} · {words}"}
+
+
+def render_alert(
+    comparison: Comparison, explanation: str, *, archive_url: str | None = None
+) -> RenderedEmail:
     """One new verdict, for subscribers who want every comparison as it lands."""
     entry = entry_view(None, comparison, explanation, ALERT_UTM)
     subject = header_safe(shorten(f"New verdict: {one_line(comparison.title)}", SUBJECT_MAX))
@@ -373,7 +407,12 @@ def render_alert(comparison: Comparison, explanation: str) -> RenderedEmail:
     )
     keys = Placeholders.fresh()
     html, text = _render(
-        "alert", Personal.placeholders(keys), subject=subject, preheader=preheader, entry=entry
+        "alert",
+        Personal.placeholders(keys),
+        subject=subject,
+        preheader=preheader,
+        entry=entry,
+        view_online_url=archive_url or f"{get_settings().public_url.rstrip('/')}/archive",
     )
     return RenderedEmail(subject, preheader, html, text, keys)
 

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     soft_bounce_limit: int = Field(default=3, ge=1)  # consecutive soft bounces → bounced
     machine_click_seconds: int = Field(default=10, ge=0)  # click this soon after delivery: a bot
     machine_click_links: int = Field(default=3, ge=2)  # this many links clicked in that window
+    # Largest HTML part of a digest, with the longest per-recipient values filled in: Gmail
+    # clips past ~102 KB and hides the footer; past this, low-ranked items go compact.
+    email_max_bytes: int = Field(default=90_000, ge=20_000, le=10_000_000)
     from_email: str = "Weekly AI Tool Verdicts <verdicts@example.com>"
     postal_address: str = "Weekly AI Tool Verdicts, 1 Example Street, Example City"
 

@@ -336,6 +336,11 @@ def test_tokens_survive_mjml_compilation_unchanged(pg: str) -> None:
             greeting_name=NAME_TOKEN,
             segment_label=None,
             entries=[],
+            total=0,
+            compact=[],
+            more=0,
+            archive_url="https://p.example/archive",
+            view_online_url="https://p.example/archive",
         )
     )
     for token in TOKENS:

@@ -259,7 +259,7 @@ def test_any_ingested_text_renders_inert(
     a.name = a.name or "X"
     a.reviews = [Review(position=0, persona="Skeptic", score=90, verdict="ship", text=review)]
     item.tools = [a, Tool(position=1, name="Y", tagline=title, reviews=[])]
-    email = render_weekly([Entry(1, item, explanation)])
+    email = render_weekly([Entry(1, item, explanation)], archive_url="https://p.example/archive")
     keys = email.placeholders
     assert isinstance(keys, Placeholders)
     values = keys.values(name, "https://p.example/unsubscribe/t", "https://p.example/preferences/t")

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fault lint format serve worker beat bench bench-subscribe bench-webhooks soak chromium clean
+.PHONY: install axe demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks soak chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,17 @@ demo: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }
 
-test: $(STAMP) chromium
+AXE := tests/support/axe/node_modules/axe-core/axe.min.js
+
+# axe-core for the accessibility tests: pinned in tests/support/axe/package-lock.json, installed
+# from the npm registry, loaded by Playwright from these files (never from a CDN).
+$(AXE): tests/support/axe/package.json tests/support/axe/package-lock.json
+	cd tests/support/axe && npm ci --no-audit --no-fund --loglevel=error
+	touch $(AXE)
+
+axe: $(AXE)
+
+test: $(STAMP) chromium $(AXE)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-fault: $(STAMP)
@@ -52,6 +62,9 @@ bench: $(STAMP)
 
 bench-subscribe: $(STAMP)
 	$(BIN)/python -m bench.subscribe $(BENCH_ARGS)
+
+bench-email: $(STAMP)
+	$(BIN)/python -m bench.email_size $(BENCH_ARGS)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m bench.webhooks $(BENCH_ARGS)

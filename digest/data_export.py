@@ -48,25 +48,7 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         .order_by(EmailEvent.occurred_at, EmailEvent.id)
     ).all()
     return {
-        "subscriber": {
-            "id": subscriber.id,
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "status": subscriber.status,
-            "categories": list(subscriber.categories or []),
-            "frequency": subscriber.frequency,
-            "timezone": subscriber.timezone,
-            "paused": subscriber.paused,
-            "consent_at": _iso(subscriber.consent_at),
-            "consent_source": subscriber.consent_source,
-            "consent_ip_hash": subscriber.consent_ip_hash,
-            "confirmed_at": _iso(subscriber.confirmed_at),
-            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-            "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-            "soft_bounces": subscriber.soft_bounces,
-            "created_at": _iso(subscriber.created_at),
-            "updated_at": _iso(subscriber.updated_at),
-        },
+        "subscriber": _subscriber_fields(subscriber),
         "deliveries": [
             {
                 "id": delivery.id,
@@ -91,4 +73,27 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
             }
             for event in events
         ],
+    }
+
+
+def _subscriber_fields(subscriber: Subscriber) -> dict[str, Any]:
+    """The subscriber row as exported: every column the person gave us or we derived."""
+    return {
+        "id": subscriber.id,
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "status": subscriber.status,
+        "categories": list(subscriber.categories or []),
+        "frequency": subscriber.frequency,
+        "timezone": subscriber.timezone,
+        "paused": subscriber.paused,
+        "consent_at": _iso(subscriber.consent_at),
+        "consent_source": subscriber.consent_source,
+        "consent_ip_hash": subscriber.consent_ip_hash,
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
+        "soft_bounces": subscriber.soft_bounces,
+        "created_at": _iso(subscriber.created_at),
+        "updated_at": _iso(subscriber.updated_at),
     }

@@ -47,7 +47,9 @@ class UnsubscribeOutcome(StrEnum):
     MISSING = "missing"
 
 
-def _confirmable(session: Session, subscriber: Subscriber | None, claim: ConfirmClaim) -> str:
+def _confirmable(
+    session: Session, subscriber: Subscriber | None, claim: ConfirmClaim
+) -> ConfirmationState:
     """`pending`, `already` or `unavailable` for this subscriber and link (shared by both)."""
     if subscriber is None or not same_cycle(subscriber, claim):
         return ConfirmationState.UNAVAILABLE

@@ -13,8 +13,9 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
@@ -27,7 +28,18 @@ from digest.pages import PageFormatError, looks_like_page, parse_page
 from schema.events import ComparisonIn, Event, RetractionIn, VotesIn
 from schema.models import Comparison, InboundEvent, Review, Tool, utcnow
 
-Outcome = Literal["created", "updated", "unchanged", "duplicate", "stale", "retracted"]
+
+class Outcome(StrEnum):
+    """What applying one event did to the stored comparisons (reported, never stored)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"  # the same facts again
+    DUPLICATE = "duplicate"  # this event (id or content) was applied before
+    STALE = "stale"  # older than the stored version: ignored
+    RETRACTED = "retracted"
+
+
 EVENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(Event)
 
 
@@ -113,11 +125,11 @@ def upsert_comparison(session: Session, data: ComparisonIn, *, source: str) -> O
     updated_at = _aware(data.updated_at or data.published_at)
     existing = session.scalar(select(Comparison).where(Comparison.slug == data.slug))
     if existing is not None and updated_at < existing.updated_at:
-        return "stale"
+        return Outcome.STALE
     stated = data.model_dump_json(exclude={"published_at", "updated_at"})
     content_hash = hashlib.sha256(stated.encode()).hexdigest()
     if existing is not None and existing.content_hash == content_hash:
-        return "unchanged"
+        return Outcome.UNCHANGED
     comparison = existing or Comparison(slug=data.slug, source=source, retracted=False)
     comparison.content_hash = content_hash
     comparison.title = data.title
@@ -133,7 +145,7 @@ def upsert_comparison(session: Session, data: ComparisonIn, *, source: str) -> O
     comparison.tools = [_tool_row(i, tool) for i, tool in enumerate(data.tools)]
     session.add(comparison)
     session.flush()
-    return "updated" if existing is not None else "created"
+    return Outcome.UPDATED if existing is not None else "created"
 
 
 def retract_comparison(session: Session, data: RetractionIn) -> Outcome:
@@ -142,7 +154,7 @@ def retract_comparison(session: Session, data: RetractionIn) -> Outcome:
         raise IngestError("data.slug", f"no comparison with slug {data.slug!r}")
     if not comparison.retracted:
         comparison.retracted, comparison.retracted_at = True, utcnow()
-    return "retracted"
+    return Outcome.RETRACTED
 
 
 def update_votes(session: Session, data: VotesIn) -> Outcome:
@@ -154,9 +166,9 @@ def update_votes(session: Session, data: VotesIn) -> Outcome:
         names = " or ".join(repr(t.name) for t in comparison.tools)
         raise IngestError("data.tool", f"{data.slug!r} has no tool {data.tool!r} (try {names})")
     if (tool.community_ship, tool.community_skip) == (data.ship, data.skip):
-        return "unchanged"
+        return Outcome.UNCHANGED
     tool.community_ship, tool.community_skip = data.ship, data.skip
-    return "updated"
+    return Outcome.UPDATED
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ class Applied:
     @property
     def new_publication(self) -> int | None:
         """The id of a comparison this `comparison.published` event created, else None."""
-        if self.type == "comparison.published" and self.outcome == "created":
+        if self.type == "comparison.published" and self.outcome == Outcome.CREATED:
             return self.comparison_id
         return None
 
@@ -190,7 +202,7 @@ def apply_event_detail(session: Session, raw: Any, *, source: str) -> Applied:
         session.flush()
     except IntegrityError:
         savepoint.rollback()
-        return Applied("duplicate", event.type)
+        return Applied(Outcome.DUPLICATE, event.type)
     savepoint.commit()
     if event.type in ("comparison.published", "comparison.updated"):
         outcome = upsert_comparison(session, event.data, source=source)

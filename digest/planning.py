@@ -53,6 +53,7 @@ from digest.ranking import rank_comparisons
 from digest.rendering import Entry, render_alert, render_weekly
 from digest.schedule import wave_timezones
 from digest.settings import get_settings
+from digest.subscriber_rows import insert_test_recipient
 from digest.subscriptions import InvalidField, available_categories, normalise_email
 from schema.models import (
     Comparison,
@@ -63,7 +64,6 @@ from schema.models import (
     DigestSegment,
     Subscriber,
     Suppression,
-    utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -193,17 +193,7 @@ def _test_recipient(session: Session, address: str) -> int:
         if row.status in UNMAILABLE:
             raise PlanError("to", f"this address is {row.status}: it is never mailed")
         return row.id
-    now = utcnow()
-    subscriber = Subscriber(
-        email=email,
-        status="pending",
-        consent_source="operator test send (no consent)",
-        created_at=now,
-        updated_at=now,
-    )
-    session.add(subscriber)
-    session.flush()
-    return subscriber.id
+    return insert_test_recipient(session, email)
 
 
 def request_digest(

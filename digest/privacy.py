@@ -1,4 +1,4 @@
-"""One person's data: what we hold about them (export) and forgetting it (erasure).
+"""Forgetting one person (erasure); what we hold about them is exported by `digest.data_export`.
 
 Erasure is complete, not "the subscriber row": a person's address also reaches deliveries,
 SendGrid's events (the `email` field, and bounce texts such as "550 5.1.1 <bob@x.example>: user
@@ -16,195 +16,41 @@ texts, and whatever another text or JSON column may come to hold. So `erase_subs
 - sweeps every other text and JSON column of every table (from the models' metadata, so a column
   added later is covered too) for the address.
 
-Names are removed from the person's own rows only: a name ("Ada") is also an ordinary word in
+What matches the address, and the rewriting, is `digest.redaction`. Names are removed from the
+person's own rows only: a name ("Ada") is also an ordinary word in
 other people's data, an address is not.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
-from sqlalchemy import JSON, String, Text, cast, func, or_, select, update
+from sqlalchemy import JSON, String, Text, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.elements import ColumnElement
 
-from digest.addresses import email_hash
-from schema.models import (
-    Base,
-    Delivery,
-    Digest,
-    EmailEvent,
-    Subscriber,
-    Suppression,
-    WebhookBatch,
-)
+from digest.addresses import email_hash, suppress
+from digest.data_export import export_data
+from digest.redaction import Redaction, mentions_address, redact_body
+from schema.models import Base, Delivery, EmailEvent, Subscriber, WebhookBatch
+from schema.statuses import SubscriberStatus, SuppressionReason
 
-NAME_PLACEHOLDER = "[erased]"
-# What may not touch an address for it to be that address: a character common in local parts
-# before it (not `=`, `/` or `:`, which precede addresses in links and headers), a label
-# character or a dot that continues the domain after it.
-_ADDRESS_BEFORE = r"(?<![\w.+'-])"
-_ADDRESS_AFTER = r"(?![\w-]|\.[\w-])"
+__all__ = [  # export and redaction live in their own modules; these names stay importable here
+    "ErasureReport",
+    "Redaction",
+    "erase_address",
+    "erase_subscriber",
+    "export_data",
+    "redact_body",
+]
 CHUNK = 1000
 
 
 def deleted_placeholder(subscriber_id: int) -> str:
     """What an erased subscriber's address becomes (unique per row, never deliverable)."""
     return f"deleted-{subscriber_id}@invalid"
-
-
-# --- redaction ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Redaction:
-    """Strings to remove and what replaces them.
-
-    In the person's own rows (`own`: their events, their deliveries) every occurrence of the
-    address goes, in any case and spelling, and so does their name. Elsewhere only the address
-    as a whole address goes: erasing bob@x.example must not rewrite jimbob@x.example or
-    bob@x.example.org in someone else's row, and a name ("Ada") is an ordinary word there.
-    """
-
-    address: str
-    replacement: str
-    names: tuple[str, ...] = ()
-
-    def _pattern(self, own: bool) -> re.Pattern[str]:
-        spellings = "|".join(map(re.escape, sorted(_spellings(self.address), key=len)[::-1]))
-        if not own:
-            return re.compile(_ADDRESS_BEFORE + f"(?:{spellings})" + _ADDRESS_AFTER, re.I)
-        names = sorted({n for n in self.names if n}, key=len, reverse=True)
-        return re.compile("|".join([spellings, *map(re.escape, names)]), re.IGNORECASE)
-
-    def text(self, value: str, *, own: bool = False) -> str:
-        spellings = {a.lower() for a in _spellings(self.address)}
-
-        def replace(match: re.Match[str]) -> str:
-            found = match.group(0).lower()
-            return self.replacement if found in spellings else NAME_PLACEHOLDER
-
-        return self._pattern(own).sub(replace, value)
-
-    def json(self, value: Any, *, own: bool = False) -> Any:
-        """The same JSON with every string (keys too, at any depth) redacted."""
-        if isinstance(value, str):
-            return self.text(value, own=own)
-        if isinstance(value, list):
-            return [self.json(v, own=own) for v in value]
-        if isinstance(value, dict):
-            return {self.text(k, own=own): self.json(v, own=own) for k, v in value.items()}
-        return value
-
-
-def _spellings(address: str) -> set[str]:
-    """The address as written and percent-encoded (in a link: `bob%40x.example`)."""
-    return {address, quote(address, safe="")}
-
-
-def _like_patterns(address: str) -> list[str]:
-    """LIKE patterns (lower case, `\\` escapes) that find the address in text or in JSON text.
-
-    JSON may store non-ASCII characters as `\\uXXXX` escapes, so the escaped spelling is searched
-    too. A superset: the exact match is decided in Python (`Redaction`).
-    """
-    spellings = {s.lower() for a in _spellings(address) for s in (a, json.dumps(a)[1:-1])}
-    escaped = (s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for s in spellings)
-    return [f"%{s}%" for s in escaped]
-
-
-def _mentions_address(column: Any, address: str) -> ColumnElement[bool]:
-    as_text = cast(column, Text) if isinstance(column.type, JSON) else column
-    return or_(*(func.lower(as_text).like(p, escape="\\") for p in _like_patterns(address)))
-
-
-# --- export -------------------------------------------------------------------------------------
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _own_events(subscriber: Subscriber, delivery_ids: list[int]) -> Any:
-    """The person's events: linked to one of their deliveries, or sent for their address."""
-    mine = [func.lower(EmailEvent.email) == subscriber.email.lower()]
-    for part in _chunks(delivery_ids):
-        mine.append(EmailEvent.delivery_id.in_(part))
-    return or_(*mine)
-
-
-def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
-    """Everything stored about one subscriber (GDPR access): the row, deliveries and events.
-
-    Events are the person's own (type, time, digest, link, machine flag), never the raw SendGrid
-    payload, which holds SendGrid's ids and IPs rather than anything the person gave us.
-    """
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        return None
-    deliveries = session.execute(
-        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at)
-        .join(Digest, Digest.id == Delivery.digest_id)
-        .where(Delivery.subscriber_id == subscriber_id)
-        .order_by(Delivery.id)
-    ).all()
-    delivery_ids = [delivery.id for delivery, *_ in deliveries]
-    events = session.scalars(
-        select(EmailEvent)
-        .where(_own_events(subscriber, delivery_ids))
-        .order_by(EmailEvent.occurred_at, EmailEvent.id)
-    ).all()
-    return {
-        "subscriber": {
-            "id": subscriber.id,
-            "email": subscriber.email,
-            "name": subscriber.name,
-            "status": subscriber.status,
-            "categories": list(subscriber.categories or []),
-            "frequency": subscriber.frequency,
-            "timezone": subscriber.timezone,
-            "paused": subscriber.paused,
-            "consent_at": _iso(subscriber.consent_at),
-            "consent_source": subscriber.consent_source,
-            "consent_ip_hash": subscriber.consent_ip_hash,
-            "confirmed_at": _iso(subscriber.confirmed_at),
-            "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-            "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-            "soft_bounces": subscriber.soft_bounces,
-            "created_at": _iso(subscriber.created_at),
-            "updated_at": _iso(subscriber.updated_at),
-        },
-        "deliveries": [
-            {
-                "id": delivery.id,
-                "digest_id": delivery.digest_id,
-                "digest_kind": kind,
-                "subject": subject,
-                "sent_to": delivery.email,
-                "status": delivery.status,
-                "digest_finished_at": _iso(finished_at),
-            }
-            for delivery, kind, subject, finished_at in deliveries
-        ],
-        "events": [
-            {
-                "event": event.event,
-                "occurred_at": _iso(event.occurred_at),
-                "digest_id": event.digest_id,
-                "delivery_id": event.delivery_id,
-                "bounce_class": event.bounce_class,
-                "url": event.url,
-                "machine": event.machine,
-            }
-            for event in events
-        ],
-    }
 
 
 # --- erasure ------------------------------------------------------------------------------------
@@ -226,15 +72,6 @@ class ErasureReport:
 def _chunks(values: list[Any], size: int = CHUNK) -> Iterable[list[Any]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _suppress_deleted(session: Session, address: str, now: datetime) -> None:
-    key = email_hash(address)
-    row = session.scalar(select(Suppression).where(Suppression.email_hash == key))
-    if row is None:
-        session.add(Suppression(email_hash=key, reason="deleted", created_at=now))
-    elif row.reason != "deleted":
-        row.reason = "deleted"  # the strongest reason: processing redacts its later events
 
 
 def _lock_unprocessed_bodies(session: Session) -> None:
@@ -263,9 +100,9 @@ def _erase_events(
         select(EmailEvent).where(
             or_(
                 *own,
-                _mentions_address(EmailEvent.payload, address),
-                _mentions_address(EmailEvent.url, address),
-                _mentions_address(EmailEvent.sg_message_id, address),
+                mentions_address(EmailEvent.payload, address),
+                mentions_address(EmailEvent.url, address),
+                mentions_address(EmailEvent.sg_message_id, address),
             )
         )
     )
@@ -287,40 +124,12 @@ def _erase_events(
             report.count("email_events")
 
 
-def _belongs(event: Any, address: str, delivery_ids: Collection[int]) -> bool:
-    if not isinstance(event, dict):
-        return False
-    if str(event.get("email") or "").strip().lower() == address:
-        return True
-    try:
-        return int(str(event.get("delivery_id"))) in delivery_ids
-    except ValueError:
-        return False
-
-
-def redact_body(body: str, redaction: Redaction, delivery_ids: Collection[int] = ()) -> str:
-    """A stored webhook body with the address replaced (and names in the person's own events).
-
-    The result is still a JSON array of the same events, so a body not yet processed processes
-    as before: the replacement is the erased row's placeholder, which its delivery now carries.
-    """
-    try:
-        events = json.loads(body)
-    except ValueError:
-        return redaction.text(body)
-    if not isinstance(events, list):
-        return json.dumps(redaction.json(events), separators=(",", ":"))
-    address = redaction.address.lower()
-    redacted = [redaction.json(e, own=_belongs(e, address, delivery_ids)) for e in events]
-    return json.dumps(redacted, separators=(",", ":"))
-
-
 def _erase_bodies(
     session: Session, redaction: Redaction, delivery_ids: list[int], report: ErasureReport
 ) -> None:
     ids = set(delivery_ids)
     for batch in session.scalars(
-        select(WebhookBatch).where(_mentions_address(WebhookBatch.body, redaction.address))
+        select(WebhookBatch).where(mentions_address(WebhookBatch.body, redaction.address))
     ):
         body = redact_body(batch.body, redaction, ids)
         if body != batch.body:
@@ -351,7 +160,7 @@ def _sweep(session: Session, redaction: Redaction, report: ErasureReport) -> Non
             continue
         keys = list(table.primary_key.columns)
         rows = session.execute(
-            select(*keys, column).where(_mentions_address(column, redaction.address))
+            select(*keys, column).where(mentions_address(column, redaction.address))
         ).all()
         for row in rows:
             value = row[-1]
@@ -364,26 +173,11 @@ def _sweep(session: Session, redaction: Redaction, report: ErasureReport) -> Non
             report.count(table.name)
 
 
-def erase_subscriber(
-    session: Session, subscriber_id: int, now: datetime | None = None
-) -> ErasureReport:
-    """Erase one subscriber's personal data everywhere, keeping a hashed suppression entry.
-
-    The row stays (deliveries point at it) but is anonymised. `erased` is False when there was
-    nothing left to erase (unknown id, or erased before). The caller commits.
-    """
-    now = now or datetime.now(UTC)
-    report = ErasureReport(subscriber_id=subscriber_id)
-    _lock_unprocessed_bodies(session)  # first: a worker locks its body, then subscribers
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None or subscriber.status == "deleted":
-        return report
-    address = subscriber.email
-    placeholder = deleted_placeholder(subscriber_id)
-    names = (subscriber.name.strip(),) if subscriber.name and subscriber.name.strip() else ()
-    redaction = Redaction(address=address, replacement=placeholder, names=names)
-    _suppress_deleted(session, address, now)
-
+def _anonymise_deliveries(
+    session: Session, subscriber_id: int, redaction: Redaction, report: ErasureReport
+) -> list[int]:
+    """Point the subscriber's deliveries at the placeholder; returns their ids."""
+    placeholder = redaction.replacement
     delivery_ids = list(
         session.scalars(select(Delivery.id).where(Delivery.subscriber_id == subscriber_id))
     )
@@ -398,16 +192,44 @@ def erase_subscriber(
         select(Delivery).where(Delivery.subscriber_id == subscriber_id, Delivery.error.is_not(None))
     ):
         delivery.error = redaction.text(delivery.error or "", own=True)
+    return delivery_ids
 
+
+def _anonymise_subscriber(subscriber: Subscriber, placeholder: str, now: datetime) -> None:
+    """The row stays (deliveries point at it) with nothing personal left in it."""
     subscriber.email = placeholder
     subscriber.name = None
-    subscriber.status = "deleted"
+    subscriber.status = SubscriberStatus.DELETED
     subscriber.categories = []
     subscriber.timezone = None
     subscriber.paused = False
     subscriber.consent_source = None
     subscriber.consent_ip_hash = None
     subscriber.updated_at = now
+
+
+def erase_subscriber(
+    session: Session, subscriber_id: int, now: datetime | None = None
+) -> ErasureReport:
+    """Erase one subscriber's personal data everywhere, keeping a hashed suppression entry.
+
+    The row stays (deliveries point at it) but is anonymised. `erased` is False when there was
+    nothing left to erase (unknown id, or erased before). The caller commits.
+    """
+    now = now or datetime.now(UTC)
+    report = ErasureReport(subscriber_id=subscriber_id)
+    _lock_unprocessed_bodies(session)  # first: a worker locks its body, then subscribers
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+    if subscriber is None or subscriber.status == SubscriberStatus.DELETED:
+        return report
+    address = subscriber.email
+    placeholder = deleted_placeholder(subscriber_id)
+    names = (subscriber.name.strip(),) if subscriber.name and subscriber.name.strip() else ()
+    redaction = Redaction(address=address, replacement=placeholder, names=names)
+    suppress(session, email_hash(address), SuppressionReason.DELETED, now=now)
+
+    delivery_ids = _anonymise_deliveries(session, subscriber_id, redaction, report)
+    _anonymise_subscriber(subscriber, placeholder, now)
     session.flush()
     report.count("subscribers")
 
@@ -437,7 +259,7 @@ def erase_address(session: Session, address: str, now: datetime | None = None) -
             return report
     report = ErasureReport(subscriber_id=subscriber_id)
     _lock_unprocessed_bodies(session)
-    _suppress_deleted(session, address, now)
+    suppress(session, email_hash(address), SuppressionReason.DELETED, now=now)
     redaction = Redaction(address=address, replacement="erased@invalid")
     _erase_events(session, redaction, [], report)
     _erase_bodies(session, redaction, [], report)

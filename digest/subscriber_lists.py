@@ -12,7 +12,6 @@ rows take seconds and a concurrent signup of the same address cannot make the im
 from __future__ import annotations
 
 import csv
-import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
-from digest.subscriptions import (
+from digest.signup_fields import (
     InvalidField,
     available_categories,
     clean_frequency,
@@ -32,7 +31,9 @@ from digest.subscriptions import (
     clean_timezone,
     normalise_email,
 )
+from digest.subscriber_rows import insert_imported
 from schema.models import Subscriber
+from schema.statuses import SubscriberStatus
 
 COLUMNS = ("email", "name", "categories", "frequency", "timezone")
 EXPORT_COLUMNS = (*COLUMNS, "status")
@@ -136,54 +137,6 @@ def _validate(row: dict[str, Any], canonical: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# PostgreSQL: a chunk as one INSERT of five arrays; its row count is what went in.
-UNNEST_SUBSCRIBERS = text(
-    "INSERT INTO subscribers (email, name, categories, frequency, timezone, status, paused,"
-    " soft_bounces, consent_at, consent_source, confirmed_at, created_at, updated_at) "
-    "SELECT r.email, r.name, CAST(r.categories AS json), r.frequency, r.timezone, :status, false,"
-    " 0, :consent_at, :consent_source, :confirmed_at, :now, :now "
-    "FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:categories AS text[]),"
-    " CAST(:frequencies AS text[]), CAST(:timezones AS text[]))"
-    " AS r(email, name, categories, frequency, timezone) "
-    "ON CONFLICT DO NOTHING"
-)
-
-
-def _insert_ignoring_known(
-    session: Session, rows: list[dict[str, Any]], base: dict[str, Any]
-) -> int:
-    """Insert the rows whose address is new, skipping known ones (ON CONFLICT DO NOTHING on
-    PostgreSQL, INSERT OR IGNORE on SQLite); returns how many went in. A signup racing the
-    import is skipped the same way."""
-    if session.get_bind().dialect.name == "postgresql":
-        result = session.execute(
-            UNNEST_SUBSCRIBERS,
-            {
-                "status": base["status"],
-                "consent_at": base["consent_at"],
-                "consent_source": base["consent_source"],
-                "confirmed_at": base["confirmed_at"],
-                "now": base["created_at"],
-                "emails": [r["email"] for r in rows],
-                "names": [r["name"] for r in rows],
-                "categories": [json.dumps(r["categories"]) for r in rows],
-                "frequencies": [r["frequency"] for r in rows],
-                "timezones": [r["timezone"] for r in rows],
-            },
-        )
-        return int(result.rowcount)  # type: ignore[attr-defined]
-    known = session.scalar(
-        select(func.count())
-        .select_from(Subscriber)
-        .where(func.lower(Subscriber.email).in_([r["email"].lower() for r in rows]))
-    )
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    statement = sqlite_insert(Subscriber.__table__).on_conflict_do_nothing()
-    session.execute(statement, [{**base, **r} for r in rows])
-    return len(rows) - int(known or 0)
-
-
 def _flush(
     session: Session, chunk: list[dict[str, Any]], base: dict[str, Any], report: ImportReport
 ) -> None:
@@ -192,7 +145,7 @@ def _flush(
     keep = [r for h, r in hashes.items() if h not in blocked]
     report.suppressed += len(chunk) - len(keep)
     if keep:
-        added = _insert_ignoring_known(session, keep, base)
+        added = insert_imported(session, keep, base)
         report.added += added
         report.existing += len(keep) - added
     chunk.clear()
@@ -214,7 +167,7 @@ def import_subscribers(
     now = now or datetime.now(UTC)
     canonical = {c.casefold(): c for c in available_categories(session)}
     base = {
-        "status": "active" if confirmed else "pending",
+        "status": SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
         "paused": False,
         "soft_bounces": 0,
         "consent_at": now if confirmed else None,
@@ -272,7 +225,7 @@ def export_subscribers(session: Session, out: TextIO) -> int:
                 Subscriber.timezone,
                 Subscriber.status,
             )
-            .where(Subscriber.status != "deleted", Subscriber.id > last)
+            .where(Subscriber.status != SubscriberStatus.DELETED, Subscriber.id > last)
             .order_by(Subscriber.id)
             .limit(PAGE)
         ).all()

@@ -1,269 +1,177 @@
-"""Subscribers' side of the service: sign up, confirm, change preferences, leave, export, erase.
+"""Signing up: record a signup as pending (double opt-in) and say whether to send a confirmation.
 
 Plain functions over a `Session`; the caller owns the transaction and queues emails only after
 it commits (so a worker never looks for a row that is not there yet). Nothing here reveals to the
 caller's client whether an address was already known: `subscribe` reports what happened so that
 the web layer can decide what to *queue*, never what to *answer*.
+
+The rest of a subscriber's life lives beside this module: the fields and their rules in
+`digest.signup_fields`, signup cycles and confirmation claims in `digest.signup_cycles`,
+confirm / unsubscribe / preferences / export / erase in `digest.subscriber_lifecycle`, and every
+INSERT of a new subscriber row in `digest.subscriber_rows`. Their names stay importable from here
+for the callers written before the split (the web pages, the planner).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Table, bindparam, exists, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest import privacy
-from digest.addresses import email_hash  # the one suppression hash; re-exported here
-from digest.privacy import deleted_placeholder  # noqa: F401  (re-exported for older callers)
-from digest.settings import get_settings
-from digest.tokens import CONFIRM_MAX_AGE, ConfirmClaim, DataClaim, SignupCycle, address_tag
-from schema.models import Comparison, Subscriber, Suppression
+from digest.addresses import email_hash, is_suppressed, suppressed_hashes
+from digest.privacy import deleted_placeholder
+from digest.signup_cycles import (
+    claim_confirmation,
+    current_cycle,
+    cycle_is_live,
+    end_cycle,
+    new_cycle,
+    release_confirmation,
+)
+from digest.signup_fields import (
+    FREQUENCIES,
+    KNOWN_CATEGORIES,
+    MAX_CATEGORIES,
+    MAX_NAME,
+    InvalidField,
+    Signup,
+    available_categories,
+    clean_categories,
+    clean_frequency,
+    clean_name,
+    clean_timezone,
+    ip_hash,
+    make_signup,
+    normalise_email,
+    split_categories,
+    timezone_names,
+)
+from digest.subscriber_lifecycle import (
+    ConfirmationState,
+    ConfirmOutcome,
+    UnsubscribeOutcome,
+    confirm,
+    confirmation_state,
+    data_link_subject,
+    delete_subscriber,
+    export_data,
+    get_subscriber,
+    unsubscribe,
+    update_preferences,
+)
+from digest.subscriber_rows import NEW_SUBSCRIBER_COLUMNS, insert_signup, insert_signups
+from schema.models import Subscriber
+from schema.statuses import SubscriberStatus
 
-# Categories a subscriber can pick before any comparison of that kind exists (the site's sections).
-KNOWN_CATEGORIES = ("Design", "Developer Tools", "Productivity", "Research", "Writing")
-FREQUENCIES = ("weekly", "every")
-MAX_CATEGORIES = 20
-MAX_NAME = 200
+__all__ = [  # re-exported for callers written before the split (see the module docstring)
+    "FREQUENCIES",
+    "KNOWN_CATEGORIES",
+    "MAX_CATEGORIES",
+    "MAX_NAME",
+    "NEW_SUBSCRIBER_COLUMNS",
+    "ConfirmOutcome",
+    "ConfirmationState",
+    "Consent",
+    "InvalidField",
+    "Signup",
+    "SubscribeOutcome",
+    "SubscribeResult",
+    "UnsubscribeOutcome",
+    "available_categories",
+    "clean_categories",
+    "clean_frequency",
+    "clean_name",
+    "clean_timezone",
+    "confirm",
+    "confirmation_state",
+    "current_cycle",
+    "cycle_is_live",
+    "data_link_subject",
+    "delete_subscriber",
+    "deleted_placeholder",
+    "email_hash",
+    "end_cycle",
+    "export_data",
+    "get_subscriber",
+    "ip_hash",
+    "is_suppressed",
+    "make_signup",
+    "new_cycle",
+    "normalise_email",
+    "release_confirmation",
+    "split_categories",
+    "subscribe",
+    "subscribe_many",
+    "timezone_names",
+    "unsubscribe",
+    "update_preferences",
+]
 
 
-class InvalidField(ValueError):
-    """A submitted field is unusable; `field` names it for the 422 answer."""
+class SubscribeOutcome(StrEnum):
+    """What `subscribe` did with one signup (never told to the client)."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Signup:
-    """A validated, normalised signup request."""
-
-    email: str
-    name: str | None = None
-    categories: list[str] = field(default_factory=list)
-    frequency: str = "weekly"
-    timezone: str | None = None
+    CREATED = "created"  # a new pending row
+    PENDING = "pending"  # already pending: same or renewed cycle
+    RESUBSCRIBED = "resubscribed"  # had unsubscribed: pending again
+    ACTIVE = "active"  # already subscribed: nothing changes
+    SUPPRESSED = "suppressed"  # a suppression holds the address: nothing stored
+    BLOCKED = "blocked"  # bounced, complained, deleted (or deleted meanwhile)
 
 
 @dataclass(frozen=True)
 class SubscribeResult:
     """What `subscribe` did. `send_confirmation` is True when the caller must queue the email."""
 
-    outcome: str  # created | pending | resubscribed | active | suppressed | blocked
+    outcome: SubscribeOutcome
     subscriber_id: int | None = None
     send_confirmation: bool = False
 
 
-def ip_hash(ip: str, secret: str | None = None) -> str:
-    """A keyed hash of the signup IP for the consent record: provable, but not the IP itself."""
-    key = (secret or get_settings().signing_key).encode()
-    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()
+@dataclass(frozen=True)
+class Consent:
+    """Where and from which (hashed) IP a signup came; recorded with the subscriber."""
+
+    source: str
+    ip_hash: str | None
 
 
-def normalise_email(raw: object) -> str:
-    """The address as email-validator normalises it (no DNS lookups); InvalidField otherwise."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise InvalidField("email", "an email address is required")
-    if len(raw) > 320:
-        raise InvalidField("email", "this email address is too long")
-    return _validated(raw.strip())
+def _consent(consent: Consent, now: datetime) -> dict[str, Any]:
+    return {
+        "consent_at": now,
+        "consent_source": consent.source[:500],
+        "consent_ip_hash": consent.ip_hash,
+    }
 
 
-@lru_cache(maxsize=1024)
-def _validated(address: str) -> str:
-    """Cached: a request validates its address before the rate limit and again in make_signup."""
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise InvalidField("email", str(exc)) from exc
+def _preferences(signup: Signup) -> dict[str, Any]:
+    return {
+        "name": signup.name,
+        "categories": signup.categories,
+        "frequency": signup.frequency,
+        "timezone": signup.timezone,
+    }
 
 
-def clean_name(raw: object) -> str | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise InvalidField("name", "the name must be text")
-    # One line, no control characters: the name ends up in a To: header.
-    name = " ".join("".join(ch if ch.isprintable() else " " for ch in raw).split())
-    if len(name) > MAX_NAME:
-        raise InvalidField("name", f"the name is longer than {MAX_NAME} characters")
-    return name or None
-
-
-def clean_frequency(raw: object) -> str:
-    if raw is None or raw == "":
-        return "weekly"
-    if raw not in FREQUENCIES:
-        raise InvalidField("frequency", "choose 'weekly' or 'every'")
-    return str(raw)
-
-
-def clean_timezone(raw: object) -> str | None:
-    if raw is None or raw == "":
-        return None
-    if not isinstance(raw, str) or len(raw) > 64:
-        raise InvalidField("timezone", "not an IANA time zone such as Europe/Berlin")
-    try:
-        ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidField("timezone", f"{raw!r} is not an IANA time zone") from exc
-    return raw
-
-
-def timezone_names() -> list[str]:
-    return sorted(available_timezones())
-
-
-def split_categories(raw: object) -> list[str]:
-    """Categories as sent: a list (JSON, repeated form field) whose items may be comma-separated."""
-    if raw is None or raw == "":
-        return []
-    items = [raw] if isinstance(raw, str) else raw
-    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-        raise InvalidField("categories", "categories must be a list of names")
-    names = [part.strip() for item in items for part in item.split(",")]
-    return [n for n in names if n]
-
-
-def clean_categories(raw: object, session: Session | None = None) -> list[str]:
-    """Canonical spellings of known categories; an unknown one is an error naming the field.
-
-    The known list answers without the database; only an unknown name makes us look at the
-    categories of stored comparisons.
-    """
-    names = split_categories(raw)
-    if len(names) > MAX_CATEGORIES:
-        raise InvalidField("categories", f"at most {MAX_CATEGORIES} categories")
-    if not names:
-        return []
-    canonical = {c.lower(): c for c in KNOWN_CATEGORIES}
-    if session is not None and any(n.lower() not in canonical for n in names):
-        canonical.update({c.lower(): c for c in available_categories(session)})
-    unknown = [n for n in names if n.lower() not in canonical]
-    if unknown:
-        raise InvalidField("categories", f"unknown category {unknown[0][:100]!r}")
-    return sorted({canonical[n.lower()] for n in names})
-
-
-def available_categories(session: Session) -> list[str]:
-    """The known categories plus every category a stored comparison has."""
-    stored = session.scalars(
-        select(Comparison.category).where(Comparison.category.is_not(None)).distinct()
-    )
-    return sorted(set(KNOWN_CATEGORIES) | {c for c in stored if c})
-
-
-def make_signup(
-    *,
-    email: object,
-    name: object = None,
-    categories: object = None,
-    frequency: object = None,
-    timezone: object = None,
-    session: Session | None = None,
-) -> Signup:
-    """Validate every field of a signup; the first problem raises InvalidField naming it."""
-    return Signup(
-        email=normalise_email(email),
-        name=clean_name(name),
-        categories=clean_categories(categories, session),
-        frequency=clean_frequency(frequency),
-        timezone=clean_timezone(timezone),
-    )
-
-
-def is_suppressed(session: Session, address: str) -> bool:
-    return (
-        session.scalar(select(Suppression.id).where(Suppression.email_hash == email_hash(address)))
-        is not None
-    )
-
-
-def _claim_confirmation(session: Session, subscriber_id: int, now: datetime) -> bool:
-    """Atomically take the right to send a confirmation: at most one per address per interval."""
-    cutoff = now - timedelta(seconds=get_settings().confirmation_resend_seconds)
-    claimed = session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .where(
-            (Subscriber.confirmation_sent_at.is_(None))
-            | (Subscriber.confirmation_sent_at <= cutoff)
-        )
-        .values(confirmation_sent_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return claimed.rowcount == 1
-
-
-NEW_SUBSCRIBER_COLUMNS = (
-    "email",
-    "name",
-    "status",
-    "categories",
-    "frequency",
-    "timezone",
-    "paused",
-    "soft_bounces",
-    "consent_at",
-    "consent_source",
-    "consent_ip_hash",
-    "confirmation_sent_at",
-    "signup_cycle",
-    "signup_cycle_at",
-    "created_at",
-    "updated_at",
-)
-
-
-def new_cycle(now: datetime) -> dict[str, Any]:
-    """Columns that start a signup cycle: the nonce its confirmation link must name."""
-    return {"signup_cycle": secrets.token_urlsafe(16), "signup_cycle_at": now}
-
-
-def cycle_is_live(nonce: str | None, started_at: datetime | None, now: datetime) -> bool:
-    """A cycle whose confirmation link still works (it expires CONFIRM_MAX_AGE after the start)."""
-    if not nonce or started_at is None:
-        return False
-    return started_at > now - timedelta(seconds=CONFIRM_MAX_AGE)
-
-
-@lru_cache(maxsize=4)
-def _insert_statement(dialect: str) -> Any:
-    """Built once per dialect (the signup hot path): parameters are bound at execution."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
-    table: Table = Subscriber.__table__  # Core, not ORM: no bulk-insert machinery per call
-    rows = select(*(bindparam(n, type_=table.c[n].type) for n in NEW_SUBSCRIBER_COLUMNS)).where(
-        ~exists().where(Suppression.email_hash == bindparam("suppression_key"))
-    )
-    statement = dialect_insert(table).from_select(NEW_SUBSCRIBER_COLUMNS, rows)
-    return statement.on_conflict_do_nothing().returning(table.c.id)
-
-
-def _insert_unless_known(session: Session, values: dict[str, Any]) -> int | None:
-    """The common case in one statement: insert a new, unsuppressed address.
-
-    INSERT … SELECT … WHERE NOT EXISTS (suppression) ON CONFLICT DO NOTHING RETURNING id: None
-    when the address is suppressed or already there (including a concurrent insert of it).
-    """
-    statement = _insert_statement(session.get_bind().dialect.name)
-    params = {**values, "suppression_key": email_hash(values["email"])}
-    return session.connection().execute(statement, params).scalar()
+def _new_row(signup: Signup, consent: Consent, now: datetime) -> dict[str, Any]:
+    """Every column of a new pending subscriber (NEW_SUBSCRIBER_COLUMNS)."""
+    return {
+        "email": signup.email,
+        "status": SubscriberStatus.PENDING,
+        "paused": False,
+        "soft_bounces": 0,
+        "confirmation_sent_at": now,
+        "created_at": now,
+        "updated_at": now,
+        **new_cycle(now),
+        **_preferences(signup),
+        **_consent(consent, now),
+    }
 
 
 def subscribe(
@@ -285,36 +193,19 @@ def subscribe(
     stored or sent.
     """
     now = now or datetime.now(UTC)
-    consent = {
-        "consent_at": now,
-        "consent_source": source[:500],
-        "consent_ip_hash": ip_hash,
-    }
-    preferences = {
-        "name": signup.name,
-        "categories": signup.categories,
-        "frequency": signup.frequency,
-        "timezone": signup.timezone,
-    }
-    new_id = _insert_unless_known(
-        session,
-        {
-            "email": signup.email,
-            "status": "pending",
-            "paused": False,
-            "soft_bounces": 0,
-            "confirmation_sent_at": now,
-            "created_at": now,
-            "updated_at": now,
-            **new_cycle(now),
-            **preferences,
-            **consent,
-        },
-    )
+    consent = Consent(source, ip_hash)
+    new_id = insert_signup(session, _new_row(signup, consent, now))
     if new_id is not None:
-        return SubscribeResult("created", new_id, send_confirmation=True)
+        return SubscribeResult(SubscribeOutcome.CREATED, new_id, send_confirmation=True)
     if is_suppressed(session, signup.email):
-        return SubscribeResult("suppressed")
+        return SubscribeResult(SubscribeOutcome.SUPPRESSED)
+    return _known_address(session, signup, consent, now)
+
+
+def _known_address(
+    session: Session, signup: Signup, consent: Consent, now: datetime
+) -> SubscribeResult:
+    """`subscribe` for an address that already has a row (see there for each status)."""
     # Both sides lowered by the database, so the lookup agrees with the unique index on
     # lower(email) (SQLite's lower() folds ASCII only; PostgreSQL's folds Unicode).
     lookup = select(
@@ -322,77 +213,42 @@ def subscribe(
     ).where(func.lower(Subscriber.email) == func.lower(signup.email))
     row = session.execute(lookup).first()
     if row is None:  # deleted between the two statements: treat like a suppressed address
-        return SubscribeResult("blocked")
+        return SubscribeResult(SubscribeOutcome.BLOCKED)
     subscriber_id, status, cycle, cycle_at = row
-    if status == "pending" and cycle_is_live(cycle, cycle_at, now):
-        # The owner's link stays valid and nothing they (or anyone) submitted is overwritten.
-        return SubscribeResult(
-            "pending", subscriber_id, _claim_confirmation(session, subscriber_id, now)
+    renewed = {**new_cycle(now), **_preferences(signup), **_consent(consent, now)}
+    if status == SubscriberStatus.PENDING:
+        if not cycle_is_live(cycle, cycle_at, now):  # no live link to invalidate: a new signup
+            _update(session, subscriber_id, SubscriberStatus.PENDING, updated_at=now, **renewed)
+        # A live cycle: the owner's link stays valid and nothing submitted is overwritten.
+        claimed = claim_confirmation(session, subscriber_id, now)
+        return SubscribeResult(SubscribeOutcome.PENDING, subscriber_id, claimed)
+    if status == SubscriberStatus.UNSUBSCRIBED:
+        _update(
+            session,
+            subscriber_id,
+            None,
+            status=SubscriberStatus.PENDING,
+            paused=False,
+            confirmed_at=None,
+            unsubscribed_at=None,
+            updated_at=now,
+            **renewed,
         )
-    if status == "pending":  # no live link to invalidate: a new signup in all but the row
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == subscriber_id)
-            .where(Subscriber.status == "pending")
-            .values(updated_at=now, **new_cycle(now), **preferences, **consent)
-            .execution_options(synchronize_session=False)
-        )
-        return SubscribeResult(
-            "pending", subscriber_id, _claim_confirmation(session, subscriber_id, now)
-        )
-    if status == "unsubscribed":
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == subscriber_id)
-            .values(
-                status="pending",
-                paused=False,
-                confirmed_at=None,
-                unsubscribed_at=None,
-                updated_at=now,
-                **new_cycle(now),
-                **preferences,
-                **consent,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        return SubscribeResult(
-            "resubscribed", subscriber_id, _claim_confirmation(session, subscriber_id, now)
-        )
-    if status == "active":
-        return SubscribeResult("active", subscriber_id)
-    return SubscribeResult("blocked", subscriber_id)  # bounced, complained, deleted
+        claimed = claim_confirmation(session, subscriber_id, now)
+        return SubscribeResult(SubscribeOutcome.RESUBSCRIBED, subscriber_id, claimed)
+    if status == SubscriberStatus.ACTIVE:
+        return SubscribeResult(SubscribeOutcome.ACTIVE, subscriber_id)
+    return SubscribeResult(SubscribeOutcome.BLOCKED, subscriber_id)  # bounced, complained, deleted
 
 
-@dataclass(frozen=True)
-class Consent:
-    """Where and from which (hashed) IP a signup came; recorded with the subscriber."""
-
-    source: str
-    ip_hash: str | None
-
-
-@lru_cache(maxsize=1)
-def _suppressed_statement() -> Any:
-    """Which of these address hashes are suppressed (Core, built once: the hot path)."""
-    table: Table = Suppression.__table__
-    return select(table.c.email_hash).where(
-        table.c.email_hash.in_(bindparam("keys", expanding=True))
-    )
-
-
-@lru_cache(maxsize=4)
-def _bulk_insert_statement(dialect: str) -> Any:
-    """INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING id, email (executemany)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:  # pragma: no cover - only the two supported databases
-        raise NotImplementedError(dialect)
-    table: Table = Subscriber.__table__
-    statement = dialect_insert(table).on_conflict_do_nothing()
-    return statement.returning(table.c.id, table.c.email)
+def _update(
+    session: Session, subscriber_id: int, only_if: SubscriberStatus | None, **values: Any
+) -> None:
+    """UPDATE one subscriber row (if still in `only_if`, when given), bypassing the ORM."""
+    statement = update(Subscriber).where(Subscriber.id == subscriber_id)
+    if only_if is not None:
+        statement = statement.where(Subscriber.status == only_if)
+    session.execute(statement.values(**values).execution_options(synchronize_session=False))
 
 
 def subscribe_many(
@@ -408,43 +264,18 @@ def subscribe_many(
     """
     now = now or datetime.now(UTC)
     results: list[SubscribeResult | None] = [None] * len(signups)
-    keys = sorted({email_hash(signup.email) for signup, _ in signups})
-    suppressed = set(
-        session.connection().execute(_suppressed_statement(), {"keys": keys}).scalars()
-    )
+    suppressed = suppressed_hashes(session, [email_hash(signup.email) for signup, _ in signups])
     first: dict[str, int] = {}  # lower-cased address -> the first signup of it in this batch
     for index, (signup, _) in enumerate(signups):
         if email_hash(signup.email) in suppressed:
-            results[index] = SubscribeResult("suppressed")
+            results[index] = SubscribeResult(SubscribeOutcome.SUPPRESSED)
         else:
             first.setdefault(signup.email.lower(), index)
     if first:
-        rows = []
-        for index in first.values():
-            signup, consent = signups[index]
-            rows.append(
-                {
-                    "email": signup.email,
-                    "name": signup.name,
-                    "status": "pending",
-                    "categories": signup.categories,
-                    "frequency": signup.frequency,
-                    "timezone": signup.timezone,
-                    "paused": False,
-                    "soft_bounces": 0,
-                    "consent_at": now,
-                    "consent_source": consent.source[:500],
-                    "consent_ip_hash": consent.ip_hash,
-                    "confirmation_sent_at": now,
-                    "created_at": now,
-                    "updated_at": now,
-                    **new_cycle(now),
-                }
-            )
-        statement = _bulk_insert_statement(session.get_bind().dialect.name)
-        for subscriber_id, email in session.connection().execute(statement, rows):
+        rows = [_new_row(*signups[index], now) for index in first.values()]
+        for subscriber_id, email in insert_signups(session, rows):
             results[first[email.lower()]] = SubscribeResult(
-                "created", subscriber_id, send_confirmation=True
+                SubscribeOutcome.CREATED, subscriber_id, send_confirmation=True
             )
     for index, (signup, consent) in enumerate(signups):
         if results[index] is None:  # already known, or a second signup of one address
@@ -452,160 +283,3 @@ def subscribe_many(
                 session, signup, source=consent.source, ip_hash=consent.ip_hash, now=now
             )
     return results  # type: ignore[return-value]
-
-
-def release_confirmation(session: Session, subscriber_id: int) -> None:
-    """Give the confirmation claim back when the email could not be queued, so a retry sends."""
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .values(confirmation_sent_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def current_cycle(session: Session, subscriber_id: int) -> SignupCycle | None:
-    """The live signup cycle of a pending subscriber (what its confirmation link names)."""
-    row = session.execute(
-        select(Subscriber.status, Subscriber.signup_cycle, Subscriber.signup_cycle_at).where(
-            Subscriber.id == subscriber_id
-        )
-    ).first()
-    if row is None or row.status != "pending":
-        return None
-    if not cycle_is_live(row.signup_cycle, row.signup_cycle_at, datetime.now(UTC)):
-        return None
-    return SignupCycle(row.signup_cycle, row.signup_cycle_at)
-
-
-def confirmation_state(session: Session, claim: ConfirmClaim) -> str:
-    """What `confirm` would answer, without changing anything (for the GET page).
-
-    "pending" (the button can confirm), "already" (this cycle is confirmed) or "unavailable".
-    """
-    subscriber = session.get(Subscriber, claim.subscriber_id)
-    if subscriber is None or not _same_cycle(subscriber, claim):
-        return "unavailable"
-    if subscriber.status == "active":
-        return "already"
-    if subscriber.status != "pending" or is_suppressed(session, subscriber.email):
-        return "unavailable"
-    return "pending"
-
-
-def _same_cycle(subscriber: Subscriber, claim: ConfirmClaim) -> bool:
-    current = subscriber.signup_cycle
-    return current is not None and hmac.compare_digest(current.encode(), claim.cycle.encode())
-
-
-def confirm(session: Session, claim: ConfirmClaim, now: datetime | None = None) -> str:
-    """Activate a pending subscriber, if the link names its current signup cycle.
-
-    Idempotent: a second click answers "already". Returns "confirmed" (queue the welcome
-    email), "already" (active, same cycle), or "unavailable": missing; another cycle (a link
-    issued before an unsubscribe or erasure); unsubscribed since; deleted, bounced,
-    complained or suppressed.
-    """
-    now = now or datetime.now(UTC)
-    subscriber = session.get(Subscriber, claim.subscriber_id, with_for_update=True)
-    if subscriber is None or not _same_cycle(subscriber, claim):
-        return "unavailable"
-    if subscriber.status == "active":
-        return "already"
-    if subscriber.status != "pending" or is_suppressed(session, subscriber.email):
-        return "unavailable"
-    subscriber.status = "active"
-    subscriber.confirmed_at = now
-    subscriber.paused = False
-    subscriber.updated_at = now
-    return "confirmed"
-
-
-def end_cycle(session: Session, subscriber_id: int) -> None:
-    """No confirmation link issued so far may confirm this subscriber (unsubscribe, erasure)."""
-    session.execute(
-        update(Subscriber)
-        .where(Subscriber.id == subscriber_id)
-        .values(signup_cycle=None, signup_cycle_at=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def unsubscribe(session: Session, subscriber_id: int, now: datetime | None = None) -> str:
-    """Stop all mail to a subscriber. Idempotent.
-
-    Returns "unsubscribed" (was active: a goodbye may follow), "stopped" (was pending or paused
-    pending: no goodbye), "already" (nothing left to stop) or "missing".
-    """
-    now = now or datetime.now(UTC)
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None:
-        return "missing"
-    if subscriber.status not in ("active", "pending"):
-        return "already"
-    was_active = subscriber.status == "active"
-    subscriber.status = "unsubscribed"
-    subscriber.unsubscribed_at = now
-    subscriber.updated_at = now
-    subscriber.signup_cycle = None  # every confirmation link issued so far is dead
-    subscriber.signup_cycle_at = None
-    return "unsubscribed" if was_active else "stopped"
-
-
-def get_subscriber(session: Session, subscriber_id: int) -> Subscriber | None:
-    return session.get(Subscriber, subscriber_id)
-
-
-def data_link_subject(session: Session, claim: DataClaim) -> Subscriber | None:
-    """The subscriber a data link names, if not erased and still at the address it was sent to.
-
-    Erasure replaces the address, so a link used to delete (or issued before an operator's
-    erasure) names nobody afterwards.
-    """
-    subscriber = session.get(Subscriber, claim.subscriber_id)
-    if subscriber is None or subscriber.status == "deleted":
-        return None
-    if not hmac.compare_digest(address_tag(subscriber.email), claim.address_tag):
-        return None
-    return subscriber
-
-
-def update_preferences(
-    session: Session,
-    subscriber_id: int,
-    *,
-    categories: object,
-    frequency: object,
-    timezone: object,
-    paused: bool,
-    now: datetime | None = None,
-) -> Subscriber:
-    """Change what and when a subscriber receives; InvalidField names a bad field, nothing saved.
-
-    A deleted subscriber cannot be edited (LookupError). Changing preferences never re-subscribes.
-    """
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
-    if subscriber is None or subscriber.status == "deleted":
-        raise LookupError(subscriber_id)
-    cleaned_categories = clean_categories(categories, session)
-    cleaned_frequency = clean_frequency(frequency)
-    cleaned_timezone = clean_timezone(timezone)
-    subscriber.categories = cleaned_categories
-    subscriber.frequency = cleaned_frequency
-    subscriber.timezone = cleaned_timezone
-    subscriber.paused = bool(paused)
-    subscriber.updated_at = now or datetime.now(UTC)
-    return subscriber
-
-
-def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
-    """Everything stored about one subscriber; see `digest.privacy.export_data`."""
-    return privacy.export_data(session, subscriber_id)
-
-
-def delete_subscriber(session: Session, subscriber_id: int, now: datetime | None = None) -> bool:
-    """Erase a subscriber everywhere ("delete me"); see `digest.privacy.erase_subscriber`.
-
-    Returns False when there was nothing left to erase.
-    """
-    return privacy.erase_subscriber(session, subscriber_id, now).erased

@@ -11,10 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
-
-from digest import subscriptions, tokens
-from digest.addresses import email_hash
+from digest import tokens
+from digest.addresses import is_suppressed
 from digest.db import session_scope
 from digest.email_backends import Message, Recipient, SendResult, get_backend
 from digest.rendering import (
@@ -24,7 +22,9 @@ from digest.rendering import (
     render_welcome,
 )
 from digest.settings import get_settings
-from schema.models import Subscriber, Suppression
+from digest.signup_cycles import current_cycle
+from schema.models import Subscriber
+from schema.statuses import SubscriberStatus
 
 
 class Rendered(Protocol):
@@ -44,16 +44,13 @@ class Addressee:
     name: str | None
 
 
-def _addressee(subscriber_id: int, status: str) -> Addressee | None:
+def _addressee(subscriber_id: int, status: SubscriberStatus) -> Addressee | None:
     """The subscriber if it is in `status` and its address is not suppressed."""
     with session_scope() as session:
         subscriber = session.get(Subscriber, subscriber_id)
         if subscriber is None or subscriber.status != status:
             return None
-        suppressed = session.scalar(
-            select(Suppression.id).where(Suppression.email_hash == email_hash(subscriber.email))
-        )
-        if suppressed is not None:
+        if is_suppressed(session, subscriber.email):
             return None
         return Addressee(subscriber.id, subscriber.email, subscriber.name)
 
@@ -88,11 +85,11 @@ def send_confirmation(subscriber_id: int) -> bool:
     No List-Unsubscribe header: the address is not subscribed to anything yet.
     """
 
-    to = _addressee(subscriber_id, "pending")
+    to = _addressee(subscriber_id, SubscriberStatus.PENDING)
     if to is None:
         return False
     with session_scope() as session:  # the link names the signup cycle it belongs to
-        cycle = subscriptions.current_cycle(session, subscriber_id)
+        cycle = current_cycle(session, subscriber_id)
     if cycle is None:
         return False
     rendered = render_confirmation(name=to.name, confirm_url=tokens.confirm_url(to.id, cycle))
@@ -103,7 +100,7 @@ def send_confirmation(subscriber_id: int) -> bool:
 def send_welcome(subscriber_id: int) -> bool:
     """The first email after confirming, with working unsubscribe and preferences links."""
 
-    to = _addressee(subscriber_id, "active")
+    to = _addressee(subscriber_id, SubscriberStatus.ACTIVE)
     if to is None:
         return False
     rendered = render_welcome(
@@ -118,7 +115,7 @@ def send_welcome(subscriber_id: int) -> bool:
 def send_goodbye(subscriber_id: int) -> bool:
     """A short note confirming the unsubscribe; the only mail an unsubscribed address gets."""
 
-    to = _addressee(subscriber_id, "unsubscribed")
+    to = _addressee(subscriber_id, SubscriberStatus.UNSUBSCRIBED)
     if to is None:
         return False
     _send(to, render_goodbye(name=to.name), "goodbye", list_headers=False)
@@ -134,9 +131,9 @@ def send_data_link(subscriber_id: int) -> bool:
     """
     with session_scope() as session:
         subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None or subscriber.status == "deleted":
+        if subscriber is None or subscriber.status == SubscriberStatus.DELETED:
             return False
-        if subscriptions.is_suppressed(session, subscriber.email):
+        if is_suppressed(session, subscriber.email):
             return False
         to = Addressee(subscriber.id, subscriber.email, subscriber.name)
     rendered = render_data_link(

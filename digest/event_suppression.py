@@ -1,0 +1,198 @@
+"""What SendGrid's events do to the list: suppress, change a subscriber's status, count bounces.
+
+Hard bounce → `bounced` (+ hashed suppression), spam report → `complained` (+ suppression),
+unsubscribe / group unsubscribe → `unsubscribed`, `soft_bounce_limit` consecutive soft bounces
+(one per message) → `bounced`, a delivery resets the count. A status only moves towards the
+stronger one (complained > bounced > unsubscribed > active), so a late unsubscribe never softens
+a complaint; suppressions likewise keep their strongest reason (`digest.addresses`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest.addresses import email_hash, stronger_reason, suppress_many
+from digest.settings import Settings, get_settings
+from schema.models import Delivery, EmailEvent, Subscriber, utcnow
+from schema.statuses import SubscriberStatus, SuppressionReason
+
+CHUNK = 1000
+
+
+class EventAction(StrEnum):
+    """What one event asks of its subscriber."""
+
+    UNSUBSCRIBED = SubscriberStatus.UNSUBSCRIBED.value
+    BOUNCED = SubscriberStatus.BOUNCED.value
+    COMPLAINED = SubscriberStatus.COMPLAINED.value
+    SOFT_BOUNCE = "soft"  # counts towards `soft_bounce_limit`
+    DELIVERED = "delivered"  # resets the soft-bounce count
+
+
+# `dropped` reasons that mean SendGrid already holds the address on one of its suppression lists.
+DROPPED_REASONS = {
+    "bounced address": EventAction.BOUNCED,
+    "spam reporting address": EventAction.COMPLAINED,
+    "unsubscribed address": EventAction.UNSUBSCRIBED,
+}
+# A subscriber's status only ever moves up this ladder through webhook events.
+STATUS_RANK = {
+    SubscriberStatus.PENDING: 0,
+    SubscriberStatus.ACTIVE: 0,
+    SubscriberStatus.UNSUBSCRIBED: 1,
+    SubscriberStatus.BOUNCED: 2,
+    SubscriberStatus.COMPLAINED: 3,
+}
+# Actions that also suppress the address, and with which reason.
+SUPPRESSING = {
+    EventAction.BOUNCED: SuppressionReason.BOUNCED,
+    EventAction.COMPLAINED: SuppressionReason.COMPLAINED,
+}
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _action(row: Any) -> EventAction | None:
+    """What an event asks of the subscriber, or nothing."""
+    if row.event == "bounce":
+        return EventAction.BOUNCED if row.bounce_class == "hard" else EventAction.SOFT_BOUNCE
+    if row.event == "spamreport":
+        return EventAction.COMPLAINED
+    if row.event in ("unsubscribe", "group_unsubscribe"):
+        return EventAction.UNSUBSCRIBED
+    if row.event == "delivered":
+        return EventAction.DELIVERED
+    if row.event == "dropped":
+        return DROPPED_REASONS.get(str(row.reason or "").strip().lower())
+    return None
+
+
+def _load_subscribers(
+    session: Session, rows: list[Any]
+) -> tuple[dict[int, Subscriber], dict[str, Subscriber]]:
+    delivery_ids = sorted({r.delivery_id for r in rows if r.delivery_id})
+    via_delivery: dict[int, Subscriber] = {}
+    for part in _chunks(delivery_ids):
+        for d_id, subscriber in session.execute(
+            select(Delivery.id, Subscriber)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.id.in_(part))
+            .order_by(Subscriber.id)
+            .with_for_update(of=Subscriber)
+        ):
+            via_delivery[d_id] = subscriber
+    emails = sorted(
+        {r.email.lower() for r in rows if r.email and r.delivery_id not in via_delivery}
+    )
+    via_email: dict[str, Subscriber] = {}
+    for part in _chunks(emails):
+        for subscriber in session.scalars(
+            select(Subscriber)
+            .where(func.lower(Subscriber.email).in_(part))
+            .order_by(Subscriber.id)
+            .with_for_update()
+        ):
+            via_email[subscriber.email.lower()] = subscriber
+    return via_delivery, via_email
+
+
+def _earlier_soft_bounces(session: Session, rows: list[Any]) -> set[tuple[str, Any]]:
+    """Messages that had a soft bounce stored before this batch: one message counts once."""
+    new_ids = [r.id for r in rows]
+    delivery_ids = sorted({r.delivery_id for r in rows if r.delivery_id})
+    message_ids = sorted({r.sg_message_id for r in rows if r.sg_message_id and not r.delivery_id})
+    seen: set[tuple[str, Any]] = set()
+    base = select(EmailEvent.delivery_id, EmailEvent.sg_message_id).where(
+        EmailEvent.event == "bounce", EmailEvent.bounce_class == "soft"
+    )
+    for part in _chunks(delivery_ids):
+        for d_id, _ in session.execute(
+            base.where(EmailEvent.delivery_id.in_(part), EmailEvent.id.not_in(new_ids))
+        ):
+            seen.add(("d", d_id))
+    for part in _chunks(message_ids):
+        for _, m_id in session.execute(
+            base.where(EmailEvent.sg_message_id.in_(part), EmailEvent.id.not_in(new_ids))
+        ):
+            seen.add(("m", m_id))
+    return seen
+
+
+def apply_suppression(
+    session: Session, rows: list[Any], settings: Settings | None = None
+) -> dict[str, int]:
+    """Apply newly stored events to subscribers and suppressions, oldest first.
+
+    Returns how many subscribers moved to each status.
+    """
+    settings = settings or get_settings()
+    acting = [r for r in rows if _action(r)]
+    if not acting:
+        return {}
+    acting.sort(key=lambda r: (r.occurred_at, r.id))
+    via_delivery, via_email = _load_subscribers(session, acting)
+    soft_bounces = [r for r in acting if _action(r) == EventAction.SOFT_BOUNCE]
+    seen_soft = _earlier_soft_bounces(session, soft_bounces) if soft_bounces else set()
+    suppress: dict[str, SuppressionReason] = {}
+    changes: dict[str, int] = {}
+    now = utcnow()
+    for row in acting:
+        subscriber = via_delivery.get(row.delivery_id) or (
+            via_email.get(row.email.lower()) if row.email else None
+        )
+        action = _effect(row, subscriber, seen_soft, settings)
+        if action is None:
+            continue
+        address = row.email or (subscriber.email if subscriber else None)
+        if action in SUPPRESSING and address:
+            key = email_hash(address)
+            suppress[key] = stronger_reason(suppress.get(key), SUPPRESSING[action])
+        if subscriber is not None and _raise_status(subscriber, SubscriberStatus(action), now):
+            changes[action] = changes.get(action, 0) + 1
+    suppress_many(session, suppress)
+    return changes
+
+
+def _effect(
+    row: Any,
+    subscriber: Subscriber | None,
+    seen_soft: set[tuple[str, Any]],
+    settings: Settings,
+) -> EventAction | None:
+    """The status this event moves its subscriber towards, after counting bounces; None when
+    it only touches the soft-bounce count (a delivery, a soft bounce under the limit)."""
+    action = _action(row)
+    if action == EventAction.DELIVERED:
+        if subscriber is not None and subscriber.soft_bounces:
+            subscriber.soft_bounces = 0
+        return None
+    if action == EventAction.SOFT_BOUNCE:
+        key = ("d", row.delivery_id) if row.delivery_id else ("m", row.sg_message_id)
+        if subscriber is None or (key[1] and key in seen_soft):
+            return None
+        if key[1]:
+            seen_soft.add(key)
+        subscriber.soft_bounces += 1
+        if subscriber.soft_bounces < settings.soft_bounce_limit:
+            return None
+        return EventAction.BOUNCED
+    return action
+
+
+def _raise_status(subscriber: Subscriber, status: SubscriberStatus, now: datetime) -> bool:
+    current = subscriber.status
+    if current not in STATUS_RANK or STATUS_RANK[status] <= STATUS_RANK[current]:
+        return False  # deleted rows, or already at this level or stronger
+    subscriber.status = status
+    if status == SubscriberStatus.UNSUBSCRIBED and subscriber.unsubscribed_at is None:
+        subscriber.unsubscribed_at = now
+    return True

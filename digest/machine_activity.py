@@ -1,0 +1,112 @@
+"""Telling clicks no person made from people's clicks, so stats can report human figures apart.
+
+Opens SendGrid marks `sg_machine_open` (Apple Mail Privacy Protection) are flagged when stored
+(`digest.webhook_events.normalise`). Clicks are judged here, per delivery: any click within
+`machine_click_seconds` of delivery, and every click of a burst of `machine_click_links` distinct
+links inside one such window, is `machine` (link scanners click everything, at once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from digest.settings import Settings, get_settings
+from schema.models import Delivery, DeliveryBatch, EmailEvent
+
+CHUNK = 1000
+Click = tuple[int, datetime, str | None, bool]  # (event id, when, URL, flagged machine now)
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def flag_machine_activity(
+    session: Session, delivery_ids: Iterable[int], settings: Settings | None = None
+) -> int:
+    """Re-judge the clicks of these deliveries; returns how many clicks are now `machine`.
+
+    Run after every batch for the deliveries it touched, so a `delivered` event that arrives after
+    the clicks still gets them judged against the right time.
+    """
+    settings = settings or get_settings()
+    window = timedelta(seconds=settings.machine_click_seconds)
+    flagged = 0
+    for part in _chunks(sorted(set(delivery_ids))):
+        delivered = _delivered_at(session, part)
+        to_set: dict[bool, list[int]] = {True: [], False: []}
+        for d_id, rows in _clicks(session, part).items():
+            machine_ids = _machine_clicks(rows, delivered.get(d_id), window, settings)
+            for e_id, _, _, was in rows:
+                now_machine = e_id in machine_ids
+                flagged += now_machine
+                if now_machine != was:
+                    to_set[now_machine].append(e_id)
+        for value, ids in to_set.items():
+            for ids_part in _chunks(ids):
+                session.execute(
+                    update(EmailEvent).where(EmailEvent.id.in_(ids_part)).values(machine=value)
+                )
+    return flagged
+
+
+def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each delivery arrived: its first `delivered` event, else when its batch was sent."""
+    delivered: dict[int, datetime] = {}
+    for d_id, sent_at in session.execute(
+        select(Delivery.id, DeliveryBatch.sent_at)
+        .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
+        .where(Delivery.id.in_(delivery_ids), DeliveryBatch.sent_at.is_not(None))
+    ):
+        delivered[d_id] = sent_at
+    for d_id, first in session.execute(
+        select(EmailEvent.delivery_id, func.min(EmailEvent.occurred_at))
+        .where(EmailEvent.delivery_id.in_(delivery_ids), EmailEvent.event == "delivered")
+        .group_by(EmailEvent.delivery_id)
+    ):
+        delivered[d_id] = first
+    return delivered
+
+
+def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Click]]:
+    """Each delivery's clicks, oldest first."""
+    clicks: dict[int, list[Click]] = {}
+    for e_id, d_id, at, url, machine in session.execute(
+        select(
+            EmailEvent.id,
+            EmailEvent.delivery_id,
+            EmailEvent.occurred_at,
+            EmailEvent.url,
+            EmailEvent.machine,
+        )
+        .where(EmailEvent.delivery_id.in_(delivery_ids), EmailEvent.event == "click")
+        .order_by(EmailEvent.occurred_at, EmailEvent.id)
+    ):
+        clicks.setdefault(d_id, []).append((e_id, at, url, machine))
+    return clicks
+
+
+def _machine_clicks(
+    rows: list[Click],
+    delivered_at: datetime | None,
+    window: timedelta,
+    settings: Settings,
+) -> set[int]:
+    """Clicks no person makes: within `window` of delivery, or many links inside one window."""
+    machine: set[int] = set()
+    if delivered_at is not None:
+        machine.update(e_id for e_id, at, _, _ in rows if at - delivered_at <= window)
+    start = 0
+    for end in range(len(rows)):
+        while rows[end][1] - rows[start][1] > window:
+            start += 1
+        burst = rows[start : end + 1]
+        if len({url for _, _, url, _ in burst}) >= settings.machine_click_links:
+            machine.update(e_id for e_id, _, _, _ in burst)
+    return machine

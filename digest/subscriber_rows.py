@@ -1,0 +1,176 @@
+"""Every new `subscribers` row is inserted here, by one of four named statements.
+
+One function cannot serve all callers without slowing a measured hot path, so the statements sit
+side by side instead, each saying whom it serves and why it is shaped so:
+
+- `insert_signup`: one signup (the web form, a re-submitted address). INSERT … SELECT … WHERE NOT
+  EXISTS (suppression) ON CONFLICT DO NOTHING RETURNING id: the common case, a new unsuppressed
+  address, costs one round trip and needs no lock.
+- `insert_signups`: a batch of signups (`subscribe_many`, the batched web writer): one multi-row
+  INSERT … VALUES … ON CONFLICT DO NOTHING RETURNING id, email. The caller has already filtered
+  suppressed addresses in one query for the whole batch.
+- `insert_imported`: a CSV chunk of up to 5,000 rows (`digest subscribers import`). PostgreSQL:
+  one INSERT … SELECT FROM unnest(five arrays) ON CONFLICT DO NOTHING, thousands of rows
+  without thousands of bind parameters; SQLite: INSERT OR IGNORE.
+- `insert_test_recipient`: the placeholder an operator's test copy (`digest send --to`) goes to
+  when the address is unknown: pending, no consent, never mailed by a digest.
+
+All of them leave a known address alone (ON CONFLICT on the lower(email) unique index, or the
+caller looked first), so a concurrent signup of the same address never makes them fail.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Table, bindparam, exists, func, insert, select, text
+from sqlalchemy.orm import Session
+
+from digest.addresses import email_hash
+from schema.models import Subscriber, Suppression, utcnow
+from schema.statuses import SubscriberStatus
+
+NEW_SUBSCRIBER_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "categories",
+    "frequency",
+    "timezone",
+    "paused",
+    "soft_bounces",
+    "consent_at",
+    "consent_source",
+    "consent_ip_hash",
+    "confirmation_sent_at",
+    "signup_cycle",
+    "signup_cycle_at",
+    "created_at",
+    "updated_at",
+)
+TEST_CONSENT_SOURCE = "operator test send (no consent)"
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:  # pragma: no cover - only the two supported databases
+        raise NotImplementedError(dialect)
+    return dialect_insert
+
+
+# --- one signup -------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _signup_statement(dialect: str) -> Any:
+    """Built once per dialect (the signup hot path): parameters are bound at execution."""
+    table: Table = Subscriber.__table__  # Core, not ORM: no bulk-insert machinery per call
+    rows = select(*(bindparam(n, type_=table.c[n].type) for n in NEW_SUBSCRIBER_COLUMNS)).where(
+        ~exists().where(Suppression.email_hash == bindparam("suppression_key"))
+    )
+    statement = _dialect_insert(dialect)(table).from_select(NEW_SUBSCRIBER_COLUMNS, rows)
+    return statement.on_conflict_do_nothing().returning(table.c.id)
+
+
+def insert_signup(session: Session, values: dict[str, Any]) -> int | None:
+    """Insert a new, unsuppressed address (every column of NEW_SUBSCRIBER_COLUMNS given).
+
+    Returns the new id, or None when the address is suppressed or already there (including a
+    concurrent insert of it).
+    """
+    statement = _signup_statement(session.get_bind().dialect.name)
+    params = {**values, "suppression_key": email_hash(values["email"])}
+    return session.connection().execute(statement, params).scalar()
+
+
+# --- a batch of signups -----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _signups_statement(dialect: str) -> Any:
+    """INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING id, email (executemany)."""
+    table: Table = Subscriber.__table__
+    statement = _dialect_insert(dialect)(table).on_conflict_do_nothing()
+    return statement.returning(table.c.id, table.c.email)
+
+
+def insert_signups(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Insert these rows (addresses the caller checked are not suppressed); returns (id, email)
+    of the rows that went in. A row whose address is already there is skipped."""
+    statement = _signups_statement(session.get_bind().dialect.name)
+    return [(row[0], row[1]) for row in session.connection().execute(statement, rows)]
+
+
+# --- a list import ----------------------------------------------------------------------------
+
+# PostgreSQL: a chunk as one INSERT of five arrays; its row count is what went in.
+UNNEST_SUBSCRIBERS = text(
+    "INSERT INTO subscribers (email, name, categories, frequency, timezone, status, paused,"
+    " soft_bounces, consent_at, consent_source, confirmed_at, created_at, updated_at) "
+    "SELECT r.email, r.name, CAST(r.categories AS json), r.frequency, r.timezone, :status, false,"
+    " 0, :consent_at, :consent_source, :confirmed_at, :now, :now "
+    "FROM unnest(CAST(:emails AS text[]), CAST(:names AS text[]), CAST(:categories AS text[]),"
+    " CAST(:frequencies AS text[]), CAST(:timezones AS text[]))"
+    " AS r(email, name, categories, frequency, timezone) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def insert_imported(session: Session, rows: list[dict[str, Any]], base: dict[str, Any]) -> int:
+    """Insert the rows whose address is new, skipping known ones; returns how many went in.
+
+    `rows` hold email, name, categories, frequency, timezone; `base` the columns every row of
+    the import shares. The caller has already dropped suppressed addresses.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(
+            UNNEST_SUBSCRIBERS,
+            {
+                "status": base["status"],
+                "consent_at": base["consent_at"],
+                "consent_source": base["consent_source"],
+                "confirmed_at": base["confirmed_at"],
+                "now": base["created_at"],
+                "emails": [r["email"] for r in rows],
+                "names": [r["name"] for r in rows],
+                "categories": [json.dumps(r["categories"]) for r in rows],
+                "frequencies": [r["frequency"] for r in rows],
+                "timezones": [r["timezone"] for r in rows],
+            },
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+    known = session.scalar(
+        select(func.count())
+        .select_from(Subscriber)
+        .where(func.lower(Subscriber.email).in_([r["email"].lower() for r in rows]))
+    )
+    statement = _dialect_insert("sqlite")(Subscriber.__table__).on_conflict_do_nothing()
+    session.execute(statement, [{**base, **r} for r in rows])
+    return len(rows) - int(known or 0)
+
+
+# --- an operator's test copy ------------------------------------------------------------------
+
+
+def insert_test_recipient(session: Session, email: str) -> int:
+    """A pending placeholder row for an unknown address a test copy goes to; returns its id.
+
+    No consent is recorded: pending rows are never mailed by any digest, and a later signup of
+    the same address goes through the normal double opt-in on this row. The caller has checked
+    that the address is neither suppressed nor known.
+    """
+    now = utcnow()
+    statement = insert(Subscriber).values(
+        email=email,
+        status=SubscriberStatus.PENDING,
+        consent_source=TEST_CONSENT_SOURCE,
+        created_at=now,
+        updated_at=now,
+    )
+    return session.execute(statement.returning(Subscriber.id)).scalar_one()

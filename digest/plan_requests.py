@@ -18,7 +18,7 @@ from digest.collect import weekly_window
 from digest.email_backends import header_safe
 from digest.segments import TEST_PREFIX
 from digest.subscriptions import InvalidField, available_categories, normalise_email
-from schema.models import Digest, Subscriber, Suppression, utcnow
+from schema.models import Digest, Subscriber, Suppression
 from schema.statuses import DigestKind, DigestStatus, SubscriberStatus
 
 # Statuses a test copy is never sent to, whatever an operator asks.
@@ -76,13 +76,10 @@ def _test_recipient(session: Session, address: str) -> int:
         if row.status in UNMAILABLE:
             raise PlanError("to", f"this address is {row.status}: it is never mailed")
         return row.id
-    now = utcnow()
     subscriber = Subscriber(
         email=email,
         status=SubscriberStatus.PENDING,
         consent_source="operator test send (no consent)",
-        created_at=now,
-        updated_at=now,
     )
     session.add(subscriber)
     session.flush()

@@ -8,7 +8,7 @@ timezone; whether a suppression holds the address is a column of each row.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, Text, case, cast, exists, func, null, or_, select
 from sqlalchemy.orm import Session
@@ -25,13 +25,28 @@ PAGE_SIZE = 5000
 PLAIN_ADDRESS = "^[!-~]+$"
 
 
-class RecipientRow(NamedTuple):
-    """One page row: categories stay JSON text (the planner parses each distinct value once)."""
+# One recipient: (subscriber id, email, categories as JSON text, suppressed), where suppressed
+# None means SQL could not decide and Python hashes the address. The driver's own tuple, always
+# unpacked by these names and never indexed: a NamedTuple per row, measured on 300k recipients,
+# put planning's Python time up by about 60 % (the same plan: 0.8-1.0 s of CPU became 1.4-1.7 s).
+RecipientRow = tuple[int, str, str | None, bool | None]
 
-    id: int
-    email: str
-    categories: str | None
-    suppressed: bool | None  # None: not decided in SQL, hashed in Python below
+
+@dataclass
+class RecipientPage:
+    """One keyset page of recipients, in subscriber id order."""
+
+    rows: list[RecipientRow]
+
+    @property
+    def first_id(self) -> int:
+        first, *_ = self.rows[0]
+        return first
+
+    @property
+    def last_id(self) -> int:
+        last, *_ = self.rows[-1]
+        return last
 
 
 def recipient_filter(session: Session, digest: Digest) -> list[ColumnElement[bool]]:
@@ -62,7 +77,7 @@ def recipient_filter(session: Session, digest: Digest) -> list[ColumnElement[boo
 
 def recipient_pages(
     session: Session, conditions: list[ColumnElement[bool]]
-) -> Iterator[list[RecipientRow]]:
+) -> Iterator[RecipientPage]:
     """Recipients page by page, keyset on the id.
 
     Plain Core rows, and categories left as text. On PostgreSQL the page query itself asks
@@ -85,26 +100,28 @@ def recipient_pages(
             .order_by(table.c.id)
             .limit(PAGE_SIZE)
         )
-        # the driver's own tuples, named without a copy per field: no result Row objects,
-        # a million times over
-        raw = result.cursor.fetchall() if result.cursor is not None else []
+        # the driver's own tuples: no result Row objects, a million times over
+        rows = result.cursor.fetchall() if result.cursor is not None else []
         result.close()
-        if not raw:
+        if not rows:
             return
-        rows = list(map(RecipientRow._make, raw))
-        yield _hash_undecided(session, rows)
-        last = rows[-1].id
+        page = RecipientPage(_hash_undecided(session, rows))
+        yield page
+        last = page.last_id
 
 
 def _hash_undecided(session: Session, rows: list[RecipientRow]) -> list[RecipientRow]:
     """Rows whose suppression SQL could not decide (SQLite, non-ASCII addresses), decided here."""
-    unknown = [row.email for row in rows if row.suppressed is None]
+    unknown = [email for _, email, _, suppressed in rows if suppressed is None]
     if not unknown:
         return rows
     blocked = suppressed_hashes(session, [email_hash(email) for email in unknown])
     return [
-        row
-        if row.suppressed is not None
-        else row._replace(suppressed=email_hash(row.email) in blocked)
-        for row in rows
+        (
+            subscriber_id,
+            email,
+            categories,
+            email_hash(email) in blocked if suppressed is None else suppressed,
+        )
+        for subscriber_id, email, categories, suppressed in rows
     ]

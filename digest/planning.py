@@ -39,7 +39,7 @@ from digest.db import session_scope
 from digest.editions import edition_renders, mailed_in, other_waves
 from digest.ledger_writer import LedgerWriter
 from digest.plan_items import PlannedItem, collect_items, copy_items
-from digest.plan_recipients import RecipientRow, recipient_filter, recipient_pages
+from digest.plan_recipients import RecipientPage, recipient_filter, recipient_pages
 from digest.plan_requests import UNMAILABLE, PlanError, request_digest
 from digest.segments import (
     OpenSegment,
@@ -126,29 +126,35 @@ class _Planner:
         self.suppressed = 0
         self.already_mailed = 0  # reached by an earlier wave of the same edition
 
-    def take_page(self, rows: list[RecipientRow]) -> None:
-        """Place one page of recipients in their segments' batches."""
+    def take_page(self, page: RecipientPage) -> None:
+        """Place one page of recipients in their segments' batches.
+
+        The hot loop of planning (once per recipient): the row's fields are unpacked by name in
+        the `for`, and nothing is called per row that the old inline loop did not call.
+        """
         mailed: set[int] = set()
         if self.earlier_waves:
-            mailed = mailed_in(self.session, self.earlier_waves, rows[0].id, rows[-1].id)
-        for row in rows:
-            if row.suppressed:
+            mailed = mailed_in(self.session, self.earlier_waves, page.first_id, page.last_id)
+        by_categories, add = self.by_categories, self.ledger.add
+        for subscriber_id, email, categories, suppressed in page.rows:
+            if suppressed:
                 self.suppressed += 1
-            elif row.id in mailed:  # moved timezone after an earlier wave reached them
+                continue
+            if subscriber_id in mailed:  # moved timezone after an earlier wave reached them
                 self.already_mailed += 1
-            else:
-                self._take(row)
+                continue
+            segment = by_categories.get(categories)
+            if segment is None:
+                segment = by_categories[categories] = self._segment_of(categories)
+            if isinstance(segment, str):
+                self.left_out[segment] = self.left_out.get(segment, 0) + 1
+                continue
+            add(segment, subscriber_id, email)
 
-    def _take(self, row: RecipientRow) -> None:
-        segment = self.by_categories.get(row.categories)
-        if segment is None:
-            chosen = json.loads(row.categories) if row.categories else []
-            segment = self.segments.segment_for(tuple(chosen or ()))
-            self.by_categories[row.categories] = segment
-        if isinstance(segment, str):
-            self.left_out[segment] = self.left_out.get(segment, 0) + 1
-        else:
-            self.ledger.add(segment, row.id, row.email)
+    def _segment_of(self, categories: str | None) -> OpenSegment | str:
+        """The segment of a subscriber's categories as stored (JSON text)."""
+        chosen = json.loads(categories) if categories else []
+        return self.segments.segment_for(tuple(chosen or ()))
 
     def take_test_copy(self, subscriber_id: int) -> None:
         """A test digest's one recipient, unless unmailable or suppressed."""
@@ -178,8 +184,8 @@ def _stream(session: Session, digest: Digest, planner: _Planner) -> None:
     if digest.kind == DigestKind.TEST:
         planner.take_test_copy((digest.options or {})["to_subscriber_id"])
         return
-    for rows in recipient_pages(session, recipient_filter(session, digest)):
-        planner.take_page(rows)
+    for page in recipient_pages(session, recipient_filter(session, digest)):
+        planner.take_page(page)
 
 
 def _window_text(digest: Digest) -> str:

@@ -6,9 +6,10 @@ the list is checked again under the claim: a subscriber who left since planning 
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
 from digest import tokens
@@ -18,21 +19,12 @@ from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscr
 from schema.statuses import DeliveryStatus, DigestKind, SubscriberStatus
 
 
-class PendingDelivery(NamedTuple):
-    """A pending delivery of the batch, with what its subscriber row says now."""
-
-    delivery_id: int
-    subscriber_id: int
-    email: str
-    name: str | None
-    status: SubscriberStatus
-    paused: bool
-
-
-def _pending(session: Session, batch_id: int) -> list[PendingDelivery]:
-    rows = session.execute(
+def _pending(session: Session, batch_id: int) -> Sequence[Row[Any]]:
+    """The batch's pending deliveries with what their subscriber row says now, as named rows
+    (`delivery_id`, `subscriber_id`, `email`, `name`, `status`, `paused`)."""
+    return session.execute(
         select(
-            Delivery.id,
+            Delivery.id.label("delivery_id"),
             Delivery.subscriber_id,
             Delivery.email,
             Subscriber.name,
@@ -43,7 +35,6 @@ def _pending(session: Session, batch_id: int) -> list[PendingDelivery]:
         .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
         .order_by(Delivery.id)
     ).all()
-    return [PendingDelivery._make(row) for row in rows]
 
 
 def build_message(session: Session, batch: DeliveryBatch) -> Message:

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from digest.db import session_scope
 from digest.planning import PlanReport, plan_digest
 from schema.models import Comparison, Digest
+from schema.statuses import DigestKind, DigestStatus
 
 
 def alert_key(comparison_id: int) -> str:
@@ -40,8 +41,8 @@ def plan_alert(comparison_id: int, *, now: datetime | None = None) -> PlanReport
             return None
         savepoint = session.begin_nested()
         digest = Digest(
-            kind="alert",
-            status="planned",
+            kind=DigestKind.ALERT,
+            status=DigestStatus.PLANNED,
             slot_key=key,
             window_start=comparison.published_at,
             window_end=now,

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from digest.settings import get_settings
 from schema.models import Comparison, Digest, DigestItem
+from schema.statuses import DigestKind, DigestStatus
 
-MAILED_STATUSES = ("sending", "sent")
+MAILED_STATUSES = (DigestStatus.SENDING, DigestStatus.SENT)
 FIRST_WINDOW_DAYS = 7
 
 
@@ -35,7 +36,7 @@ def weekly_window(session: Session, now: datetime) -> tuple[datetime, datetime]:
     last_end = session.scalar(
         select(Digest.window_end)
         .where(
-            Digest.kind == "weekly",
+            Digest.kind == DigestKind.WEEKLY,
             Digest.status.in_(MAILED_STATUSES),
             Digest.window_end.is_not(None),
         )
@@ -58,7 +59,7 @@ def last_mailed_fingerprints(session: Session, comparison_ids: list[int]) -> dic
         select(DigestItem.comparison_id, DigestItem.verdict_fingerprint)
         .join(Digest, Digest.id == DigestItem.digest_id)
         .where(
-            Digest.kind == "weekly",
+            Digest.kind == DigestKind.WEEKLY,
             Digest.status.in_(MAILED_STATUSES),
             DigestItem.comparison_id.in_(comparison_ids),
         )
@@ -71,7 +72,7 @@ def last_mailed_fingerprints(session: Session, comparison_ids: list[int]) -> dic
 
 
 def collect_comparisons(
-    session: Session, since: datetime, until: datetime, *, kind: str = "weekly"
+    session: Session, since: datetime, until: datetime, *, kind: str = DigestKind.WEEKLY
 ) -> list[Comparison]:
     """published in [since, until), not retracted, and (for weekly) not already an item of an
     earlier weekly digest with status sending/sent unless its verdict_fingerprint changed since.
@@ -84,7 +85,7 @@ def collect_comparisons(
         raise ValueError(f"since ({since.isoformat()}) is after until ({until.isoformat()})")
     published = and_(Comparison.published_at >= since, Comparison.published_at < until)
     window = published
-    if kind == "weekly":
+    if kind == DigestKind.WEEKLY:
         updated = and_(Comparison.updated_at >= since, Comparison.updated_at < until)
         window = or_(published, updated)
     candidates = list(
@@ -94,7 +95,7 @@ def collect_comparisons(
             .order_by(Comparison.published_at, Comparison.slug)
         )
     )
-    if kind != "weekly":
+    if kind != DigestKind.WEEKLY:
         return candidates
     mailed = last_mailed_fingerprints(session, [c.id for c in candidates])
     chosen = []

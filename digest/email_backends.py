@@ -78,25 +78,38 @@ class SendResult:
 
 
 class SendError(Exception):
-    """The provider did not accept the request."""
+    """The provider did not accept the request, or cannot say whether it did.
 
-    retryable = False
+    The subclasses say what a retry may do: `NotTaken` (retrying cannot duplicate the message),
+    `DeliveryUnknown` (it may have been accepted: a retry may duplicate it), and the refusals
+    `PayloadTooLarge`, `BadRecipients` and `AuthFailed` (retrying the same request cannot help).
+    A plain `SendError` is any other refusal.
+    """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-class TransientSendError(SendError):
-    """429, 5xx, connection errors and timeouts: try again later."""
-
-    retryable = True
+class NotTaken(SendError):
+    """429, 5xx, or the request never got out whole (refused, DNS, reset or timeout while
+    connecting or writing): SendGrid did not take the message, so a retry is safe."""
 
     def __init__(
         self, message: str, *, status: int | None = None, retry_after: float | None = None
     ):
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+class DeliveryUnknown(SendError):
+    """The whole request went out but no answer came back (read timeout, reset, bad reply).
+
+    SendGrid may have accepted it, so a retry may send a second copy. A single transactional
+    email may be retried anyway (a duplicate confirmation is harmless: workers/tasks.py names
+    this class in its autoretry list); a digest batch is never resent without an operator's
+    decision (digest/sending.py makes it `ambiguous`).
+    """
 
 
 class PayloadTooLarge(SendError):
@@ -113,15 +126,6 @@ class BadRecipients(SendError):
 
 class AuthFailed(SendError):
     """401/403: retrying cannot help; an operator must fix the key."""
-
-
-class DeliveryUnknown(TransientSendError):
-    """The whole request went out but no answer came back (read timeout, reset, bad reply).
-
-    SendGrid may have accepted it. A single transactional email may be retried (a duplicate
-    confirmation is harmless, so this stays a `TransientSendError`); a digest batch must not be
-    resent without an operator's decision, so digest/sending.py catches this class first.
-    """
 
 
 class EmailBackend(Protocol):
@@ -177,7 +181,7 @@ class OutboxBackend:
 class SendGridBackend:
     """One `/v3/mail/send` request per message through the official client.
 
-    Errors are sorted by what they say about delivery: `TransientSendError` means SendGrid did
+    Errors are sorted by what they say about delivery: `NotTaken` means SendGrid did
     not take the message (refused or broken connection before the request was complete, 429,
     5xx) and a retry cannot duplicate it; `DeliveryUnknown` means the request was complete but
     the answer never arrived, so SendGrid may have accepted it.
@@ -220,7 +224,7 @@ class SendGridBackend:
         except urllib.error.URLError as exc:
             # urllib wraps errors raised while connecting or writing the request: SendGrid
             # never received a complete request, so it cannot have accepted it.
-            raise TransientSendError(f"SendGrid unreachable: {exc.reason}") from exc
+            raise NotTaken(f"SendGrid unreachable: {exc.reason}") from exc
         except (OSError, http.client.HTTPException) as exc:
             # Raised while waiting for or reading the answer: the request was complete.
             raise DeliveryUnknown(
@@ -251,7 +255,7 @@ def _classify(status: int, body: Any, headers: Any, message: Message | None = No
     text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
     if status == 429 or status >= 500:
         reset = headers.get("X-RateLimit-Reset") if headers else None
-        return TransientSendError(
+        return NotTaken(
             f"SendGrid answered {status}", status=status, retry_after=_seconds_until(reset)
         )
     if status == 413:

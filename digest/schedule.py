@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from digest.cron import last_slot, parse_cron
 from digest.settings import get_settings
 from schema.models import Subscriber
+from schema.statuses import Frequency, SubscriberStatus
 
 
 def slot_key(slot: datetime, timezone: str) -> str:
@@ -54,8 +55,8 @@ def wave_timezones(session: Session) -> tuple[list[str], list[str]]:
     stored = session.scalars(
         select(Subscriber.timezone)
         .where(
-            Subscriber.status == "active",
-            Subscriber.frequency == "weekly",
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            Subscriber.frequency == Frequency.WEEKLY,
             Subscriber.timezone.is_not(None),
         )
         .distinct()

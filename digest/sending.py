@@ -22,37 +22,51 @@ What each answer means for the batch:
 - 401/403: the digest is paused with the reason; the batch goes back to pending, no retries.
 - Any other refusal: the batch and its pending deliveries fail with the answer.
 
-Nothing here knows Celery: `send_batch` returns a `BatchOutcome` whose `retry_in` and `enqueue`
-tell the task what to schedule.
+Nothing here knows Celery: `send_batch` returns a `SendOutcome` whose `retry_in` and `enqueue`
+tell the task what to schedule. The request is built by digest/batch_message.py; the ledger's
+transitions are digest/batch_ledger.py.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import time
+from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-from sqlalchemy import exists, func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest import tokens
+from digest.batch_ledger import (
+    cancel_batches,
+    claim,
+    fail_addresses,
+    mark_ambiguous,
+    mark_empty,
+    mark_failed,
+    record_sent,
+    release,
+)
+from digest.batch_message import build_message
 from digest.db import session_scope
 from digest.email_backends import (
     AuthFailed,
     BadRecipients,
     DeliveryUnknown,
     Message,
+    NotTaken,
     PayloadTooLarge,
-    Recipient,
     SendError,
-    TransientSendError,
     get_backend,
 )
+from digest.ledger_counts import count_by_status
 from digest.settings import Settings, get_settings
-from digest.substitution import Placeholders
-from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
+from schema.models import Delivery, DeliveryBatch, Digest, utcnow
+from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
+
+# build_message is re-exported: callers and tests read a batch's request through this module.
+__all__ = ["SendOutcome", "SendStatus", "build_message", "finish_digest_if_done", "send_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -60,23 +74,35 @@ log = logging.getLogger(__name__)
 BAD_ADDRESS_ROUNDS = 3
 
 
+class SendStatus(StrEnum):
+    """What one `send_batch` call did with its batch."""
+
+    SENT = "sent"
+    RETRY = "retry"  # not taken: run again after `retry_in`
+    AMBIGUOUS = "ambiguous"
+    FAILED = "failed"
+    SPLIT = "split"  # 413: `enqueue` holds both halves
+    PAUSED = "paused"  # the API key was refused: the digest is paused
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"  # not claimed: finished, claimed elsewhere, or its digest not sending
+
+
 @dataclass
-class BatchOutcome:
+class SendOutcome:
     """What `send_batch` did, and what the caller must schedule next."""
 
     batch_id: int
-    status: str  # sent | retry | ambiguous | failed | split | paused | cancelled | skipped
+    status: SendStatus
     detail: str = ""
     message_id: str | None = None
     retry_in: float | None = None  # seconds: run send_batch(batch_id) again after this delay
     enqueue: list[int] = field(default_factory=list)  # batch ids to send now (after a split)
 
 
-def send_batch(batch_id: int) -> BatchOutcome:
+def send_batch(batch_id: int) -> SendOutcome:
     """Claim batch `batch_id`, send it as one request, and record the outcome in the ledger."""
-    settings = get_settings()
     with session_scope() as session:
-        if not _claim(session, batch_id):
+        if not claim(session, batch_id):
             return _why_not_claimed(session, batch_id)
         batch = session.get(DeliveryBatch, batch_id)
         assert batch is not None  # we just claimed it
@@ -85,32 +111,31 @@ def send_batch(batch_id: int) -> BatchOutcome:
     # The claim is committed and the session closed: only now talk to SendGrid.
     if not message.recipients:  # everyone left since planning, or nothing was pending
         with session_scope() as session:
-            _mark_empty(session, batch_id)
+            mark_empty(session, batch_id)
         _finish(digest_id)
-        return BatchOutcome(batch_id, "cancelled", "no recipient left to send to")
+        return SendOutcome(batch_id, SendStatus.CANCELLED, "no recipient left to send to")
+    return _send(batch_id, digest_id, attempt, message)
 
+
+def _send(batch_id: int, digest_id: int, attempt: int, message: Message) -> SendOutcome:
+    """The request, and again without the addresses a 400 named (at most BAD_ADDRESS_ROUNDS)."""
+    settings = get_settings()
     backend = get_backend(settings)
-    for _round in range(BAD_ADDRESS_ROUNDS + 1):
+    for round_ in range(BAD_ADDRESS_ROUNDS + 1):
         try:
             result = backend.send(message)
         except BadRecipients as exc:
             known = {r.email.lower() for r in message.recipients}
             named = {a.lower(): reason for a, reason in exc.addresses.items() if a.lower() in known}
-            if not named or _round == BAD_ADDRESS_ROUNDS:
+            if not named or round_ == BAD_ADDRESS_ROUNDS:
                 return _refused(batch_id, digest_id, str(exc) + ": " + _reasons(exc.addresses))
-            with session_scope() as session:
-                _fail_addresses(session, batch_id, named)
-            message.recipients = [r for r in message.recipients if r.email.lower() not in named]
-            log.info("batch %s: %d address(es) rejected, resending the rest", batch_id, len(named))
-            if not message.recipients:
-                with session_scope() as session:
-                    _mark_failed(session, batch_id, "SendGrid rejected every address")
+            if not _drop_addresses(batch_id, message, named):
                 _finish(digest_id)
-                return BatchOutcome(batch_id, "failed", "every address rejected")
+                return SendOutcome(batch_id, SendStatus.FAILED, "every address rejected")
             continue
-        except DeliveryUnknown as exc:  # before its parent class: this one is not retried
+        except DeliveryUnknown as exc:  # may have been accepted: never retried
             return _ambiguous(batch_id, digest_id, str(exc))
-        except TransientSendError as exc:
+        except NotTaken as exc:
             return _not_taken(batch_id, digest_id, attempt, exc, settings)
         except PayloadTooLarge as exc:
             return _split(batch_id, digest_id, str(exc))
@@ -118,13 +143,29 @@ def send_batch(batch_id: int) -> BatchOutcome:
             return _pause(batch_id, digest_id, str(exc))
         except SendError as exc:
             return _refused(batch_id, digest_id, str(exc))
-        _record_sent(batch_id, result.message_id)
+        record_sent(batch_id, result.message_id)
         _finish(digest_id)
-        return BatchOutcome(batch_id, "sent", message_id=result.message_id)
+        return SendOutcome(batch_id, SendStatus.SENT, message_id=result.message_id)
     raise AssertionError("unreachable: the loop returns on its last round")
 
 
-def finish_digest_if_done(session: Session, digest_id: int, *, refresh: bool = False) -> str | None:
+def _drop_addresses(batch_id: int, message: Message, named: dict[str, str]) -> bool:
+    """Fail the named deliveries and take them off the message; False when none is left
+    (the batch is then failed)."""
+    with session_scope() as session:
+        fail_addresses(session, batch_id, named)
+    message.recipients = [r for r in message.recipients if r.email.lower() not in named]
+    log.info("batch %s: %d address(es) rejected, resending the rest", batch_id, len(named))
+    if message.recipients:
+        return True
+    with session_scope() as session:
+        mark_failed(session, batch_id, "SendGrid rejected every address")
+    return False
+
+
+def finish_digest_if_done(
+    session: Session, digest_id: int, *, refresh: bool = False
+) -> DigestStatus | None:
     """Close a `sending` digest once none of its batches is pending or sending.
 
     It becomes `failed` if some batch failed and none was (or may have been) accepted, else
@@ -137,15 +178,21 @@ def finish_digest_if_done(session: Session, digest_id: int, *, refresh: bool = F
     digest = session.execute(
         select(Digest).where(Digest.id == digest_id).with_for_update()
     ).scalar_one_or_none()
-    allowed = ("sending", "sent", "failed") if refresh else ("sending",)
+    allowed = (
+        (DigestStatus.SENDING, DigestStatus.SENT, DigestStatus.FAILED)
+        if refresh
+        else (DigestStatus.SENDING,)
+    )
     if digest is None or digest.status not in allowed:
         return None
-    batches = _counts(session, DeliveryBatch, digest_id)
-    if batches.get("pending") or batches.get("sending"):
+    batches = count_by_status(session, DeliveryBatch, digest_id)
+    if batches[BatchStatus.PENDING] or batches[BatchStatus.SENDING]:
         return None
-    deliveries = _counts(session, Delivery, digest_id)
-    accepted = batches.get("sent") or batches.get("ambiguous")
-    status = "failed" if batches.get("failed") and not accepted else "sent"
+    deliveries = count_by_status(session, Delivery, digest_id)
+    accepted = batches[BatchStatus.SENT] or batches[BatchStatus.AMBIGUOUS]
+    status = (
+        DigestStatus.FAILED if batches[BatchStatus.FAILED] and not accepted else DigestStatus.SENT
+    )
     digest.status = status
     digest.status_reason = summary(batches, deliveries, digest_id)
     if digest.finished_at is None or not refresh:
@@ -153,101 +200,23 @@ def finish_digest_if_done(session: Session, digest_id: int, *, refresh: bool = F
     return status
 
 
-def summary(batches: dict[str, int], deliveries: dict[str, int], digest_id: int) -> str:
+def summary(batches: Counter[str], deliveries: Counter[str], digest_id: int) -> str:
     """One line an operator can act on: what went out, what failed, what is unknown."""
-    parts = [f"{deliveries.get('sent', 0)} delivered to SendGrid"]
-    if deliveries.get("failed"):
-        parts.append(f"{deliveries['failed']} failed")
-    if deliveries.get("cancelled"):
-        parts.append(f"{deliveries['cancelled']} cancelled")
-    if deliveries.get("skipped"):
-        parts.append(f"{deliveries['skipped']} skipped (left before their batch was sent)")
-    if batches.get("ambiguous"):
+    parts = [f"{deliveries[DeliveryStatus.SENT]} delivered to SendGrid"]
+    if deliveries[DeliveryStatus.FAILED]:
+        parts.append(f"{deliveries[DeliveryStatus.FAILED]} failed")
+    if deliveries[DeliveryStatus.CANCELLED]:
+        parts.append(f"{deliveries[DeliveryStatus.CANCELLED]} cancelled")
+    if deliveries[DeliveryStatus.SKIPPED]:
+        skipped = deliveries[DeliveryStatus.SKIPPED]
+        parts.append(f"{skipped} skipped (left before their batch was sent)")
+    if batches[BatchStatus.AMBIGUOUS]:
         parts.append(
-            f"{batches['ambiguous']} batch(es) ambiguous (SendGrid may have accepted them): "
+            f"{batches[BatchStatus.AMBIGUOUS]} batch(es) ambiguous"
+            " (SendGrid may have accepted them): "
             f"decide with `digest resend-ambiguous {digest_id}`"
         )
     return "; ".join(parts)
-
-
-def build_message(session: Session, batch: DeliveryBatch) -> Message:
-    """The batch's request: the segment's shared content, one recipient per pending delivery.
-
-    Recipients come from one query (deliveries joined to subscribers), never one per address,
-    and the list is checked again here, under the claim: a subscriber who unsubscribed, paused,
-    bounced, complained or was erased since planning (a retried batch may be days old) is left
-    out and their delivery marked `skipped`, so nothing goes to an address that left.
-    """
-    digest = session.get(Digest, batch.digest_id)
-    segment = session.get(DigestSegment, batch.segment_id)
-    if digest is None or segment is None:
-        raise LookupError(f"batch {batch.id} has no digest or segment")
-    rows = session.execute(
-        select(
-            Delivery.id,
-            Delivery.subscriber_id,
-            Delivery.email,
-            Subscriber.name,
-            Subscriber.status,
-            Subscriber.paused,
-        )
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.batch_id == batch.id, Delivery.status == "pending")
-        .order_by(Delivery.id)
-    ).all()
-    # A test copy goes to the operator's address, which may be a pending placeholder row.
-    mailable = ("active", "pending") if digest.kind == "test" else ("active",)
-    keys = Placeholders.from_nonce(segment.placeholder_nonce)
-    recipients, left = [], []
-    for delivery_id, subscriber_id, email, name, status, paused in rows:
-        if status not in mailable or (paused and digest.kind != "test"):
-            left.append(delivery_id)
-        else:
-            recipients.append(
-                recipient_for(digest.id, keys, delivery_id, subscriber_id, email, name)
-            )
-    if left:
-        skip_departed(session, left)
-    return Message(
-        subject=segment.subject,
-        html=segment.html,
-        text=segment.text,
-        recipients=recipients,
-        categories=[f"{digest.kind}-digest", f"digest-{digest.id}"],
-        custom_args={"batch_id": str(batch.id)},
-    )
-
-
-def skip_departed(session: Session, delivery_ids: list[int]) -> None:
-    """Deliveries to people who left after planning: `skipped`, neither sent nor failed."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), Delivery.status == "pending")
-        .values(status="skipped", error="no longer subscribed when the batch was sent")
-        .execution_options(synchronize_session=False)
-    )
-
-
-def recipient_for(
-    digest_id: int,
-    keys: Placeholders,
-    delivery_id: int,
-    subscriber_id: int,
-    email: str,
-    name: str | None,
-) -> Recipient:
-    """One personalization: name and signed links as substitutions, one-click unsubscribe."""
-    unsubscribe, preferences = tokens.manage_urls(subscriber_id)
-    return Recipient(
-        email=email,
-        name=name or None,
-        substitutions=keys.values(name, unsubscribe, preferences),
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        custom_args={"digest_id": str(digest_id), "delivery_id": str(delivery_id)},
-    )
 
 
 def retry_delay(attempt: int, retry_after: float | None, settings: Settings) -> float:
@@ -263,196 +232,53 @@ def retry_delay(attempt: int, retry_after: float | None, settings: Settings) -> 
     return min(delay, settings.send_retry_max_delay)
 
 
-# --- the ledger's transitions -----------------------------------------------------------------
-
-
-def _claim(session: Session, batch_id: int) -> bool:
-    """pending → sending in one conditional UPDATE; rowcount 1 means this worker owns it.
-
-    The digest's status is part of the condition, so a cancelled or paused digest stops here.
-    """
-    digest_is_sending = exists().where(
-        Digest.id == DeliveryBatch.digest_id, Digest.status == "sending"
-    )
-    result = session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "pending", digest_is_sending)
-        .values(status="sending", claimed_at=utcnow(), attempts=DeliveryBatch.attempts + 1)
-        .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
-
-
-def _why_not_claimed(session: Session, batch_id: int) -> BatchOutcome:
+def _why_not_claimed(session: Session, batch_id: int) -> SendOutcome:
     batch = session.get(DeliveryBatch, batch_id)
     if batch is None:
-        return BatchOutcome(batch_id, "skipped", "no such batch")
+        return SendOutcome(batch_id, SendStatus.SKIPPED, "no such batch")
     digest = session.get(Digest, batch.digest_id)
     digest_status = digest.status if digest else "missing"
-    if batch.status == "pending" and digest_status == "cancelled":
-        _cancel_batches(session, [batch_id])
-        return BatchOutcome(batch_id, "cancelled", "digest cancelled")
-    if batch.status == "pending":
-        return BatchOutcome(batch_id, "skipped", f"digest is {digest_status}")
-    if batch.status != "sending" and digest_status == "sending":
+    if batch.status == BatchStatus.PENDING and digest_status == DigestStatus.CANCELLED:
+        cancel_batches(session, [batch_id])
+        return SendOutcome(batch_id, SendStatus.CANCELLED, "digest cancelled")
+    if batch.status == BatchStatus.PENDING:
+        return SendOutcome(batch_id, SendStatus.SKIPPED, f"digest is {digest_status}")
+    if batch.status != BatchStatus.SENDING and digest_status == DigestStatus.SENDING:
         # A retry after the batch was recorded but before its digest was closed (the
         # connection dropped in between): close it now, or it would stay `sending` for good.
         finish_digest_if_done(session, batch.digest_id)
-    return BatchOutcome(batch_id, "skipped", f"batch already {batch.status}")
-
-
-def _record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> None:
-    """Write the 202 down, on a fresh connection if the first one drops.
-
-    SendGrid took the message; losing that fact to a dropped connection (failover,
-    pg_terminate_backend) would make a sent batch ambiguous. The UPDATE is idempotent.
-    """
-    for attempt in range(1, attempts + 1):
-        try:
-            with session_scope() as session:
-                _mark_sent(session, batch_id, message_id)
-            return
-        except OperationalError:
-            if attempt == attempts:
-                raise
-            log.warning("batch %s: recording the 202 failed, retrying", batch_id, exc_info=True)
-            time.sleep(0.2 * 2**attempt)
-
-
-def _mark_sent(session: Session, batch_id: int, message_id: str | None) -> None:
-    # `ambiguous` too: if the reaper gave up on us while SendGrid was slow, the 202 is the truth.
-    session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status.in_(("sending", "ambiguous")))
-        .values(status="sent", message_id=message_id, sent_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
-        .values(status="sent")
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _mark_failed(session: Session, batch_id: int, reason: str) -> None:
-    session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
-        .values(status="failed", error=reason)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
-        .values(status="failed", error=reason)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _mark_empty(session: Session, batch_id: int) -> None:
-    """A claimed batch with nobody left to mail: closed without a request, not a failure."""
-    session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
-        .values(status="cancelled", error="no recipient left to send to")
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _release(session: Session, batch_id: int, reason: str) -> str | None:
-    """sending → pending: SendGrid did not take the message, another claim may send it.
-
-    If the digest was cancelled while the request was out, the batch is cancelled instead
-    (cancel only touches pending batches, so it could not see this one). Returns the batch's new
-    status, or None when this worker no longer held the claim.
-    """
-    result = session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
-        .values(status="pending", error=reason)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:
-        return None
-    digest_status = session.scalar(
-        select(Digest.status)
-        .join(DeliveryBatch, DeliveryBatch.digest_id == Digest.id)
-        .where(DeliveryBatch.id == batch_id)
-    )
-    if digest_status == "cancelled":
-        _cancel_batches(session, [batch_id])
-        return "cancelled"
-    return "pending"
-
-
-def _cancel_batches(session: Session, batch_ids: list[int]) -> None:
-    session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id.in_(batch_ids), DeliveryBatch.status == "pending")
-        .values(status="cancelled")
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.batch_id.in_(batch_ids), Delivery.status == "pending")
-        .values(status="cancelled")
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _fail_addresses(session: Session, batch_id: int, named: dict[str, str]) -> None:
-    """Deliveries SendGrid named as bad fail with its reason; the batch keeps the rest."""
-    rows = session.execute(
-        select(Delivery.id, Delivery.email).where(
-            Delivery.batch_id == batch_id,
-            Delivery.status == "pending",
-            func.lower(Delivery.email).in_(list(named)),
-        )
-    ).all()
-    for delivery_id, email in rows:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id)
-            .values(status="failed", error=f"rejected by SendGrid: {named[email.lower()]}")
-            .execution_options(synchronize_session=False)
-        )
+    return SendOutcome(batch_id, SendStatus.SKIPPED, f"batch already {batch.status}")
 
 
 def _not_taken(
-    batch_id: int, digest_id: int, attempt: int, exc: TransientSendError, settings: Settings
-) -> BatchOutcome:
+    batch_id: int, digest_id: int, attempt: int, exc: NotTaken, settings: Settings
+) -> SendOutcome:
     if attempt >= settings.send_max_attempts:
         reason = f"gave up after {attempt} attempts: {exc}"
         with session_scope() as session:
-            _mark_failed(session, batch_id, reason)
+            mark_failed(session, batch_id, reason)
         _finish(digest_id)
-        return BatchOutcome(batch_id, "failed", reason)
+        return SendOutcome(batch_id, SendStatus.FAILED, reason)
     delay = retry_delay(attempt, exc.retry_after, settings)
     with session_scope() as session:
-        released = _release(session, batch_id, f"attempt {attempt}: {exc}; retry in {delay:.1f}s")
+        released = release(session, batch_id, f"attempt {attempt}: {exc}; retry in {delay:.1f}s")
     if released is None:  # the reaper already called it ambiguous: leave that to the operator
-        return BatchOutcome(batch_id, "ambiguous", f"claim lost while waiting: {exc}")
-    if released == "cancelled":
-        return BatchOutcome(batch_id, "cancelled", "digest cancelled during the request")
+        return SendOutcome(batch_id, SendStatus.AMBIGUOUS, f"claim lost while waiting: {exc}")
+    if released == BatchStatus.CANCELLED:
+        return SendOutcome(batch_id, SendStatus.CANCELLED, "digest cancelled during the request")
     log.warning("batch %s not taken (%s): retry in %.1fs", batch_id, exc, delay)
-    return BatchOutcome(batch_id, "retry", str(exc), retry_in=delay)
+    return SendOutcome(batch_id, SendStatus.RETRY, str(exc), retry_in=delay)
 
 
-def _ambiguous(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
+def _ambiguous(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
     with session_scope() as session:
-        session.execute(
-            update(DeliveryBatch)
-            .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == "sending")
-            .values(status="ambiguous", error=reason)
-            .execution_options(synchronize_session=False)
-        )
+        mark_ambiguous(session, batch_id, reason)
     log.error("batch %s ambiguous: %s", batch_id, reason)
     _finish(digest_id)
-    return BatchOutcome(batch_id, "ambiguous", reason)
+    return SendOutcome(batch_id, SendStatus.AMBIGUOUS, reason)
 
 
-def _split(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
+def _split(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
     """Move the second half of the pending deliveries to a new batch; both become pending."""
     with session_scope() as session:
         # Lock the digest: the next seq must not be taken by a concurrent split.
@@ -461,14 +287,14 @@ def _split(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
         ids = list(
             session.scalars(
                 select(Delivery.id)
-                .where(Delivery.batch_id == batch_id, Delivery.status == "pending")
+                .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
                 .order_by(Delivery.id)
             )
         )
-        if batch is None or batch.status != "sending":
-            return BatchOutcome(batch_id, "skipped", "claim lost before the split")
+        if batch is None or batch.status != BatchStatus.SENDING:
+            return SendOutcome(batch_id, SendStatus.SKIPPED, "claim lost before the split")
         if len(ids) < 2:
-            _mark_failed(session, batch_id, f"{reason} (a single message is too large)")
+            mark_failed(session, batch_id, f"{reason} (a single message is too large)")
             split = None
         else:
             moved = ids[len(ids) // 2 :]
@@ -479,7 +305,7 @@ def _split(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
                 digest_id=digest_id,
                 segment_id=batch.segment_id,
                 seq=(seq or 0) + 1,
-                status="pending",
+                status=BatchStatus.PENDING,
                 size=len(moved),
             )
             session.add(half)
@@ -491,52 +317,43 @@ def _split(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
                 .execution_options(synchronize_session=False)
             )
             batch.size -= len(moved)
-            batch.status = "pending"
+            batch.status = BatchStatus.PENDING
             batch.error = f"{reason}: split into batches {batch_id} and {half.id}"
             split = half.id
     if split is None:
         _finish(digest_id)
-        return BatchOutcome(batch_id, "failed", reason)
+        return SendOutcome(batch_id, SendStatus.FAILED, reason)
     log.warning("batch %s too large: split, new batch %s", batch_id, split)
-    return BatchOutcome(batch_id, "split", reason, enqueue=[batch_id, split])
+    return SendOutcome(batch_id, SendStatus.SPLIT, reason, enqueue=[batch_id, split])
 
 
-def _pause(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
+def _pause(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
     with session_scope() as session:
-        _release(session, batch_id, reason)
+        release(session, batch_id, reason)
         session.execute(
             update(Digest)
-            .where(Digest.id == digest_id, Digest.status == "sending")
+            .where(Digest.id == digest_id, Digest.status == DigestStatus.SENDING)
             .values(
-                status="paused",
+                status=DigestStatus.PAUSED,
                 status_reason=f"{reason}; fix SENDGRID_API_KEY, then `digest resume {digest_id}`",
             )
             .execution_options(synchronize_session=False)
         )
     log.error("digest %s paused: %s", digest_id, reason)
-    return BatchOutcome(batch_id, "paused", reason)
+    return SendOutcome(batch_id, SendStatus.PAUSED, reason)
 
 
-def _refused(batch_id: int, digest_id: int, reason: str) -> BatchOutcome:
+def _refused(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
     with session_scope() as session:
-        _mark_failed(session, batch_id, reason)
+        mark_failed(session, batch_id, reason)
     _finish(digest_id)
-    return BatchOutcome(batch_id, "failed", reason)
+    return SendOutcome(batch_id, SendStatus.FAILED, reason)
 
 
 def _finish(digest_id: int) -> None:
     """In its own transaction, after the batch's own change is committed (see the lock above)."""
     with session_scope() as session:
         finish_digest_if_done(session, digest_id)
-
-
-def _counts(session: Session, model: type[DeliveryBatch] | type[Delivery], digest_id: int) -> dict:
-    rows = session.execute(
-        select(model.status, func.count())
-        .where(model.digest_id == digest_id)
-        .group_by(model.status)
-    ).all()
-    return {status: count for status, count in rows}
 
 
 def _reasons(addresses: dict[str, str]) -> str:

@@ -17,6 +17,7 @@ from digest.db import session_scope
 from digest.planning import PlanReport, plan_digest
 from digest.schedule import due_waves, edition_of
 from schema.models import Digest
+from schema.statuses import DigestKind, DigestStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,14 @@ def fire_waves(session: Session, now: datetime) -> list[PlanReport]:
         if session.scalar(select(Digest.id).where(Digest.slot_key == wave.key)) is not None:
             continue
         savepoint = session.begin_nested()
+        edition = edition_of(wave.slot)
         digest = Digest(
-            kind="weekly",
-            status="planned",
+            kind=DigestKind.WEEKLY,
+            status=DigestStatus.PLANNED,
             slot_key=wave.key,
+            edition=edition,  # how digest.editions finds the other waves
             window_end=wave.slot.astimezone(UTC),
-            options={"timezone": wave.timezone, "edition": edition_of(wave.slot)},
+            options={"timezone": wave.timezone, "edition": edition},
         )
         session.add(digest)
         try:

@@ -286,6 +286,9 @@ class Digest(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
     # Unique per weekly slot and timezone wave: two beats cannot create the same digest twice.
     slot_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # A weekly wave's edition: the slot's local date and time, shared by every timezone wave of
+    # it (digest.schedule.edition_of); NULL for any other digest. digest.editions reads it.
+    edition: Mapped[str | None] = mapped_column(String(40), index=True)
     window_start: Mapped[datetime | None]
     window_end: Mapped[datetime | None]
     subject: Mapped[str | None] = mapped_column(String(300))

@@ -6,6 +6,8 @@ uses the very same task functions as production, just without a broker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from digest.settings import Settings, get_settings
@@ -14,6 +16,48 @@ from digest.settings import Settings, get_settings
 VISIBILITY_TIMEOUT = Settings.model_fields["visibility_timeout"].default
 # Seconds to wait for the broker's TCP connection before a publish counts as failed.
 BROKER_CONNECT_TIMEOUT = 3.0
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic job, in one place. Each checks the database for due work, so a tick
+    nobody ran in time (expired) is simply done by the next one."""
+    return {
+        # a timezone wave of the weekly digest is due (digest/schedule.py)
+        "digest.fire_weekly_slots": {
+            "task": "digest.fire_weekly_slots",
+            "schedule": settings.beat_interval,
+            "options": {"expires": settings.beat_interval},
+        },
+        # batches left `sending` by a lost worker become ambiguous (digest/operations.py)
+        "digest.reap_stale_claims": {
+            "task": "digest.reap_stale_claims",
+            "schedule": settings.send_reap_interval,
+            "options": {"expires": settings.send_reap_interval},
+        },
+        # pending batches whose task was lost are queued again; the claim stops duplicates
+        "digest.requeue_orphaned_batches": {
+            "task": "digest.requeue_orphaned_batches",
+            "schedule": settings.send_orphan_after / 2,
+        },
+        # ad hoc digests left `planned` whose planning task was lost are queued again
+        "digest.requeue_planned_digests": {
+            "task": "digest.requeue_planned_digests",
+            "schedule": max(5.0, settings.plan_requeue_after / 3),
+            "options": {"expires": max(5.0, settings.plan_requeue_after / 3)},
+        },
+        # stored webhook bodies whose processing task was lost are queued again
+        "digest.requeue_unprocessed_webhooks": {
+            "task": "digest.requeue_unprocessed_webhooks",
+            "schedule": settings.webhook_requeue_after,
+            "options": {"expires": settings.webhook_requeue_after},
+        },
+        # processed webhook bodies past DIGEST_WEBHOOK_BODY_RETENTION_HOURS are deleted
+        "digest.prune_webhook_bodies": {
+            "task": "digest.prune_webhook_bodies",
+            "schedule": settings.webhook_prune_interval,
+            "options": {"expires": settings.webhook_prune_interval},
+        },
+    }
 
 
 def make_app() -> Celery:
@@ -46,45 +90,7 @@ def make_app() -> Celery:
         timezone=settings.timezone,
         enable_utc=True,
         worker_hijack_root_logger=False,
-        # Every periodic job, in one place. Each checks the database for due work, so a tick
-        # nobody ran in time (expired) is simply done by the next one.
-        beat_schedule={
-            # a timezone wave of the weekly digest is due (digest/schedule.py)
-            "digest.fire_weekly_slots": {
-                "task": "digest.fire_weekly_slots",
-                "schedule": settings.beat_interval,
-                "options": {"expires": settings.beat_interval},
-            },
-            # batches left `sending` by a lost worker become ambiguous (digest/operations.py)
-            "digest.reap_stale_claims": {
-                "task": "digest.reap_stale_claims",
-                "schedule": settings.send_reap_interval,
-                "options": {"expires": settings.send_reap_interval},
-            },
-            # pending batches whose task was lost are queued again; the claim stops duplicates
-            "digest.requeue_orphaned_batches": {
-                "task": "digest.requeue_orphaned_batches",
-                "schedule": settings.send_orphan_after / 2,
-            },
-            # ad hoc digests left `planned` whose planning task was lost are queued again
-            "digest.requeue_planned_digests": {
-                "task": "digest.requeue_planned_digests",
-                "schedule": max(5.0, settings.plan_requeue_after / 3),
-                "options": {"expires": max(5.0, settings.plan_requeue_after / 3)},
-            },
-            # stored webhook bodies whose processing task was lost are queued again
-            "digest.requeue_unprocessed_webhooks": {
-                "task": "digest.requeue_unprocessed_webhooks",
-                "schedule": settings.webhook_requeue_after,
-                "options": {"expires": settings.webhook_requeue_after},
-            },
-            # processed webhook bodies past DIGEST_WEBHOOK_BODY_RETENTION_HOURS are deleted
-            "digest.prune_webhook_bodies": {
-                "task": "digest.prune_webhook_bodies",
-                "schedule": settings.webhook_prune_interval,
-                "options": {"expires": settings.webhook_prune_interval},
-            },
-        },
+        beat_schedule=beat_schedule(settings),
     )
     return celery
 

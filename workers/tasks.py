@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from digest import alerts, operations, planning, sending, transactional, weekly
 from digest.db import session_scope
-from digest.email_backends import TransientSendError
+from digest.email_backends import DeliveryUnknown, NotTaken
 from digest.settings import get_settings
 from digest.tracking import pending_batches, process_batch, prune_processed_bodies
 from workers.app import app
@@ -85,7 +85,7 @@ def send_batch(self, batch_id: int) -> str:
         outcome = sending.send_batch(batch_id)
         enqueue(*(send_batch.s(other) for other in outcome.enqueue))
         if outcome.retry_in is None:
-            return outcome.status
+            return outcome.status.value
         if not self.request.is_eager:
             raise self.retry(countdown=outcome.retry_in)
         # In-process (no broker), an eager retry would raise to the caller: wait here instead.
@@ -112,7 +112,11 @@ def requeue_orphaned_batches() -> list[int]:
 
 _TRANSACTIONAL_RETRY = {
     "acks_late": True,
-    "autoretry_for": (TransientSendError, OperationalError),
+    # NotTaken: SendGrid did not take the email, a retry is safe. DeliveryUnknown: it may have
+    # taken it; retried anyway because one duplicate confirmation/welcome/goodbye/data link is
+    # harmless, unlike a digest batch (never retried on it: digest/sending.py). OperationalError:
+    # the subscriber read rolled back.
+    "autoretry_for": (NotTaken, DeliveryUnknown, OperationalError),
     "retry_backoff": 5,
     "retry_backoff_max": 600,
     "retry_jitter": True,

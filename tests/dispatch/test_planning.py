@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from digest import planning
+from digest import plan_recipients, planning
 from digest.alerts import plan_alert
 from digest.db import session_scope
 from digest.planning import PlanError, plan_digest, plan_digest_id, request_digest
@@ -167,7 +167,7 @@ def test_only_active_unpaused_unsuppressed_weekly_subscribers_are_planned(week: 
 
 
 def test_recipients_are_read_page_by_page(week: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(planning, "PAGE_SIZE", 7)
+    monkeypatch.setattr(plan_recipients, "PAGE_SIZE", 7)
     with session_scope() as session:
         emails = add_subscribers(session, 50)
         add_subscribers(session, 10, prefix="gone", status="unsubscribed", start=50)

@@ -37,7 +37,7 @@ def plan(recipients: int, **kwargs: object) -> PlannedDigest:
         return plan_rows(session, recipients, **kwargs)
 
 
-def drain(batch_ids: list[int]) -> list[sending.BatchOutcome]:
+def drain(batch_ids: list[int]) -> list[sending.SendOutcome]:
     """What a worker does with the outcomes: retry, enqueue split halves, until all settle."""
     queue, outcomes = deque(batch_ids), []
     while queue:

@@ -125,7 +125,4 @@ def test_no_module_but_addresses_reads_or_writes_suppressions() -> None:
         for n, line in enumerate(path.read_text().splitlines(), 1)
         if touches.search(line) and not line.lstrip().startswith("#")
     ]
-    # planning.py still checks suppressions itself until its owner switches it to
-    # `digest.addresses` (is_suppressed, suppression_held_sql); then drop this exemption.
-    pending_switch = {"digest/planning.py"}
-    assert [o for o in offenders if o.split(":")[0] not in pending_switch] == []
+    assert offenders == []

@@ -1,0 +1,184 @@
+"""A batch's transitions in the ledger, each one conditional UPDATE on the batch and its deliveries.
+
+pending → sending (the claim), sending → sent | failed | ambiguous | cancelled | pending (the
+claim released). Each transition names the state it starts from, so a worker that lost its
+claim changes nothing. digest/sending.py decides which transition an answer calls for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy import exists, func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from digest.db import session_scope
+from schema.models import Delivery, DeliveryBatch, Digest, utcnow
+from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
+
+log = logging.getLogger(__name__)
+
+
+def claim(session: Session, batch_id: int) -> bool:
+    """pending → sending in one conditional UPDATE; rowcount 1 means this worker owns it.
+
+    The digest's status is part of the condition, so a cancelled or paused digest stops here.
+    """
+    digest_is_sending = exists().where(
+        Digest.id == DeliveryBatch.digest_id, Digest.status == DigestStatus.SENDING
+    )
+    result = session.execute(
+        update(DeliveryBatch)
+        .where(
+            DeliveryBatch.id == batch_id,
+            DeliveryBatch.status == BatchStatus.PENDING,
+            digest_is_sending,
+        )
+        .values(
+            status=BatchStatus.SENDING, claimed_at=utcnow(), attempts=DeliveryBatch.attempts + 1
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> None:
+    """Write the 202 down, on a fresh connection if the first one drops.
+
+    SendGrid took the message; losing that fact to a dropped connection (failover,
+    pg_terminate_backend) would make a sent batch ambiguous. The UPDATE is idempotent.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            with session_scope() as session:
+                mark_sent(session, batch_id, message_id)
+            return
+        except OperationalError:
+            if attempt == attempts:
+                raise
+            log.warning("batch %s: recording the 202 failed, retrying", batch_id, exc_info=True)
+            time.sleep(0.2 * 2**attempt)
+
+
+def mark_sent(session: Session, batch_id: int, message_id: str | None) -> None:
+    # `ambiguous` too: if the reaper gave up on us while SendGrid was slow, the 202 is the truth.
+    session.execute(
+        update(DeliveryBatch)
+        .where(
+            DeliveryBatch.id == batch_id,
+            DeliveryBatch.status.in_((BatchStatus.SENDING, BatchStatus.AMBIGUOUS)),
+        )
+        .values(status=BatchStatus.SENT, message_id=message_id, sent_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    _settle_pending(session, batch_id, DeliveryStatus.SENT)
+
+
+def mark_failed(session: Session, batch_id: int, reason: str) -> None:
+    session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == BatchStatus.SENDING)
+        .values(status=BatchStatus.FAILED, error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    _settle_pending(session, batch_id, DeliveryStatus.FAILED, error=reason)
+
+
+def _settle_pending(
+    session: Session, batch_id: int, status: DeliveryStatus, error: str | None = None
+) -> None:
+    """The batch's still pending deliveries follow the batch (the error only when given)."""
+    values: dict[str, object] = {"status": status}
+    if error is not None:
+        values["error"] = error
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_empty(session: Session, batch_id: int) -> None:
+    """A claimed batch with nobody left to mail: closed without a request, not a failure."""
+    session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == BatchStatus.SENDING)
+        .values(status=BatchStatus.CANCELLED, error="no recipient left to send to")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_ambiguous(session: Session, batch_id: int, reason: str) -> None:
+    """SendGrid may have accepted the request: never resent without an operator."""
+    session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == BatchStatus.SENDING)
+        .values(status=BatchStatus.AMBIGUOUS, error=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, batch_id: int, reason: str) -> BatchStatus | None:
+    """sending → pending: SendGrid did not take the message, another claim may send it.
+
+    If the digest was cancelled while the request was out, the batch is cancelled instead
+    (cancel only touches pending batches, so it could not see this one). Returns the batch's new
+    status, or None when this worker no longer held the claim.
+    """
+    result = session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id == batch_id, DeliveryBatch.status == BatchStatus.SENDING)
+        .values(status=BatchStatus.PENDING, error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    digest_status = session.scalar(
+        select(Digest.status)
+        .join(DeliveryBatch, DeliveryBatch.digest_id == Digest.id)
+        .where(DeliveryBatch.id == batch_id)
+    )
+    if digest_status == DigestStatus.CANCELLED:
+        cancel_batches(session, [batch_id])
+        return BatchStatus.CANCELLED
+    return BatchStatus.PENDING
+
+
+def cancel_batches(session: Session, batch_ids: list[int]) -> None:
+    """Pending batches of a cancelled digest, and their pending deliveries: `cancelled`."""
+    session.execute(
+        update(DeliveryBatch)
+        .where(DeliveryBatch.id.in_(batch_ids), DeliveryBatch.status == BatchStatus.PENDING)
+        .values(status=BatchStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.CANCELLED)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def fail_addresses(session: Session, batch_id: int, named: dict[str, str]) -> None:
+    """Deliveries SendGrid named as bad fail with its reason; the batch keeps the rest."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.email).where(
+            Delivery.batch_id == batch_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            func.lower(Delivery.email).in_(list(named)),
+        )
+    ).all()
+    for row in rows:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == row.id)
+            .values(
+                status=DeliveryStatus.FAILED,
+                error=f"rejected by SendGrid: {named[row.email.lower()]}",
+            )
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,108 @@
+"""A claimed batch's request: the segment's shared content, one recipient per pending delivery.
+
+Recipients come from one query (deliveries joined to subscribers), never one per address, and
+the list is checked again under the claim: a subscriber who left since planning is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, select, update
+from sqlalchemy.orm import Session
+
+from digest import tokens
+from digest.email_backends import Message, Recipient
+from digest.substitution import Placeholders
+from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber
+from schema.statuses import DeliveryStatus, DigestKind, SubscriberStatus
+
+
+def _pending(session: Session, batch_id: int) -> Sequence[Row[Any]]:
+    """The batch's pending deliveries with what their subscriber row says now, as named rows
+    (`delivery_id`, `subscriber_id`, `email`, `name`, `status`, `paused`)."""
+    return session.execute(
+        select(
+            Delivery.id.label("delivery_id"),
+            Delivery.subscriber_id,
+            Delivery.email,
+            Subscriber.name,
+            Subscriber.status,
+            Subscriber.paused,
+        )
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
+        .order_by(Delivery.id)
+    ).all()
+
+
+def build_message(session: Session, batch: DeliveryBatch) -> Message:
+    """The batch's request: the segment's shared content, one recipient per pending delivery.
+
+    A subscriber who unsubscribed, paused, bounced, complained or was erased since planning (a
+    retried batch may be days old) is left out and their delivery marked `skipped`, so nothing
+    goes to an address that left.
+    """
+    digest = session.get(Digest, batch.digest_id)
+    segment = session.get(DigestSegment, batch.segment_id)
+    if digest is None or segment is None:
+        raise LookupError(f"batch {batch.id} has no digest or segment")
+    test = digest.kind == DigestKind.TEST
+    # A test copy goes to the operator's address, which may be a pending placeholder row.
+    mailable = (
+        (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) if test else (SubscriberStatus.ACTIVE,)
+    )
+    keys = Placeholders.from_nonce(segment.placeholder_nonce)
+    recipients, left = [], []
+    for row in _pending(session, batch.id):
+        if row.status not in mailable or (row.paused and not test):
+            left.append(row.delivery_id)
+        else:
+            recipients.append(
+                recipient_for(
+                    digest.id, keys, row.delivery_id, row.subscriber_id, row.email, row.name
+                )
+            )
+    if left:
+        skip_departed(session, left)
+    return Message(
+        subject=segment.subject,
+        html=segment.html,
+        text=segment.text,
+        recipients=recipients,
+        categories=[f"{digest.kind}-digest", f"digest-{digest.id}"],
+        custom_args={"batch_id": str(batch.id)},
+    )
+
+
+def skip_departed(session: Session, delivery_ids: list[int]) -> None:
+    """Deliveries to people who left after planning: `skipped`, neither sent nor failed."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.SKIPPED, error="no longer subscribed when the batch was sent")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def recipient_for(
+    digest_id: int,
+    keys: Placeholders,
+    delivery_id: int,
+    subscriber_id: int,
+    email: str,
+    name: str | None,
+) -> Recipient:
+    """One personalization: name and signed links as substitutions, one-click unsubscribe."""
+    unsubscribe, preferences = tokens.manage_urls(subscriber_id)
+    return Recipient(
+        email=email,
+        name=name or None,
+        substitutions=keys.values(name, unsubscribe, preferences),
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+        custom_args={"digest_id": str(digest_id), "delivery_id": str(delivery_id)},
+    )

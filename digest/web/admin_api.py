@@ -25,6 +25,7 @@ from digest.progress import DigestNotFound, digest_detail
 from digest.settings import get_settings
 from digest.web.auth import require_bearer
 from schema.models import Digest
+from schema.statuses import DigestStatus
 from workers.publish import BrokerUnavailable, enqueue
 from workers.tasks import plan_digest
 
@@ -89,7 +90,7 @@ def _queue_plan(digest_id: int) -> JSONResponse | None:
             content={
                 "detail": "the task queue is unavailable; nothing was sent, try again later",
                 "id": digest_id,
-                "status": "cancelled",
+                "status": DigestStatus.CANCELLED,
             },
             headers={"Retry-After": str(BROKER_RETRY_AFTER)},
         )

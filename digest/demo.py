@@ -23,10 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
+
+from schema.statuses import DigestStatus, Frequency, SubscriberStatus
+
+if TYPE_CHECKING:
+    from digest.subscriber_lists import ImportReport
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 DEMO_DB = Path("var/demo.db")
@@ -142,9 +147,6 @@ def _run(database_url: str, outbox: Path, before: set[Path], now: datetime) -> d
     from digest.ingest import apply_event
     from digest.rendering import mjml_render_count
     from digest.subscriber_lists import import_subscribers
-    from digest.weekly import fire_weekly_slots
-    from schema.models import DeliveryBatch, Digest, DigestSegment, Subscriber
-    from workers.tasks import dispatch_batches
 
     with warnings.catch_warnings():
         # SQLite's batch migrations reflect the lower(email) index they cannot read; harmless.
@@ -159,14 +161,44 @@ def _run(database_url: str, outbox: Path, before: set[Path], now: datetime) -> d
         for event in shift_events(sample_events(), first_wave - timedelta(hours=1)):
             outcomes[apply_event(session, event, source="file")] += 1
     renders_before = mjml_render_count()
-    fired: list[str] = []
-    for ticks_at in sorted(set(slots.values())):
+    fired = _fire_waves(sorted(set(slots.values())))
+    written = sorted(set(outbox.glob("*.eml")) - before)
+    created = outcomes.get("created", 0)
+    rows = _results(fired, people)
+    return {
+        "database": database_url,
+        "comparisons imported": created
+        or f"none new ({sum(outcomes.values())} already imported: no new comparisons)",
+        "subscribers": rows["subscribers"],
+        "weekly slot": f"{first_wave.replace(tzinfo=None).isoformat()} local time",
+        "waves": rows["waves"],
+        "segments": rows["segments"],
+        "MJML renders": mjml_render_count() - renders_before,
+        "batches": rows["batches"],
+        "emails written": len(written),
+        "outbox": str(outbox.resolve()),
+    }
+
+
+def _fire_waves(ticks: list[datetime]) -> list[int]:
+    """Tick the beat clock once per wave, as beat would; the fired digests' ids."""
+    from digest.weekly import fire_weekly_slots
+    from workers.tasks import dispatch_batches
+
+    fired: list[int] = []
+    for ticks_at in ticks:
         for report in fire_weekly_slots(now=ticks_at + timedelta(minutes=1)):
             dispatch_batches(report.batch_ids)
-            fired.append(str(report.digest_id))
-    written = sorted(set(outbox.glob("*.eml")) - before)
+            fired.append(report.digest_id)
+    return fired
+
+
+def _results(ids: list[int], people: ImportReport) -> dict[str, object]:
+    """The rows the demo wrote: subscribers, the waves and their segments and batches."""
+    from digest.db import session_scope
+    from schema.models import DeliveryBatch, Digest, DigestSegment, Subscriber
+
     with session_scope() as session:
-        ids = [int(i) for i in fired]
         waves = session.execute(
             select(Digest.options, Digest.status, Digest.recipients, Digest.status_reason)
             .where(Digest.id.in_(ids))
@@ -181,28 +213,20 @@ def _run(database_url: str, outbox: Path, before: set[Path], now: datetime) -> d
         by_frequency = dict(
             session.execute(
                 select(Subscriber.frequency, func.count())
-                .where(Subscriber.status == "active")
+                .where(Subscriber.status == SubscriberStatus.ACTIVE)
                 .group_by(Subscriber.frequency)
             ).all()
         )
-    created = outcomes.get("created", 0)
     return {
-        "database": database_url,
-        "comparisons imported": created
-        or f"none new ({sum(outcomes.values())} already imported: no new comparisons)",
         "subscribers": f"{people.added} added, {people.existing} already known; active: "
-        f"{by_frequency.get('weekly', 0)} weekly, {by_frequency.get('every', 0)} every "
-        "(alerts only)",
-        "weekly slot": f"{first_wave.replace(tzinfo=None).isoformat()} local time",
+        f"{by_frequency.get(Frequency.WEEKLY, 0)} weekly, {by_frequency.get(Frequency.EVERY, 0)} "
+        "every (alerts only)",
         "waves": "; ".join(
             f"{options.get('timezone')}: {status} to {recipients}"
-            + (f" ({reason})" if status == "cancelled" and reason else "")
+            + (f" ({reason})" if status == DigestStatus.CANCELLED and reason else "")
             for options, status, recipients, reason in waves
         )
         or "none due (already fired in an earlier run: nothing new to send)",
         "segments": segments or 0,
-        "MJML renders": mjml_render_count() - renders_before,
         "batches": batches or 0,
-        "emails written": len(written),
-        "outbox": str(outbox.resolve()),
     }

@@ -1,74 +1,82 @@
-"""What operators do to a digest in flight: watch it, cancel it, resume it, settle ambiguity.
+"""What operators do to a digest in flight: cancel it, resume it, settle ambiguity, sweep.
 
 These functions take the caller's session and never commit: the CLI, the admin API and the
 periodic worker tasks each wrap them in `session_scope()`. Where a decision means batches must be
 sent, they return the batch ids and the caller enqueues `digest.send_batch` after its commit
-(the domain does not know Celery).
+(the domain does not know Celery). Watching a digest (`digest_status`) is digest/progress.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from digest.ledger_counts import count_by_status
+from digest.progress import DigestNotFound
+from digest.progress import digest_status as digest_status  # re-exported for existing callers
+from digest.records import JsonRecord
 from digest.sending import finish_digest_if_done
-from digest.settings import get_settings
-from schema.models import (
-    BATCH_STATUSES,
-    DELIVERY_STATUSES,
-    Delivery,
-    DeliveryBatch,
-    Digest,
-    utcnow,
-)
+from schema.models import Delivery, DeliveryBatch, Digest, utcnow
+from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
 
 Decision = Literal["resend", "mark-sent", "mark-failed"]
 DECISIONS: tuple[str, ...] = ("resend", "mark-sent", "mark-failed")
-
-
-class DigestNotFound(LookupError):
-    """No digest (or batch) with that id."""
 
 
 class OperationRefused(ValueError):
     """The digest's state does not allow this operation; the message says why."""
 
 
-def digest_status(session: Session, digest_id: int | None = None, limit: int = 20) -> dict:
-    """One digest's progress, or the latest `limit` digests' as {"digests": [...]} without an id.
-
-    Each digest carries counts of batches and deliveries by status and its ambiguous batches
-    (id, sequence, recipients still undecided, attempts, claim time, last error).
-    """
-    if digest_id is not None:
-        digest = session.get(Digest, digest_id)
-        if digest is None:
-            raise DigestNotFound(f"no digest with id {digest_id}")
-        return _describe(session, [digest])[0]
-    digests = list(session.scalars(select(Digest).order_by(Digest.id.desc()).limit(limit)))
-    return {"digests": _describe(session, digests)}
+# --- results (their `as_dict()` is the JSON of `--json` and the admin API) ----------------------
 
 
-def cancel_digest(session: Session, digest_id: int) -> dict:
+@dataclass(frozen=True)
+class Cancelled(JsonRecord):
+    digest_id: int
+    status: str
+    batches_cancelled: int
+    deliveries_cancelled: int
+    batches_in_flight: int
+
+
+@dataclass(frozen=True)
+class Resumed(JsonRecord):
+    digest_id: int
+    status: str
+    enqueue: list[int]  # batch ids the caller enqueues after its commit
+
+
+@dataclass(frozen=True)
+class Settled(JsonRecord):
+    """What an operator's decision on ambiguous batches did."""
+
+    digest_id: int
+    batches: list[int]
+    decision: str
+    enqueue: list[int] = field(default_factory=list)  # to enqueue after the commit
+
+
+def cancel_digest(session: Session, digest_id: int) -> Cancelled:
     """Stop a digest: it becomes `cancelled` and every pending batch with it, in one UPDATE.
 
     Batches already claimed finish their request (their outcome is still recorded); each
     remaining send_batch task finds the digest cancelled right before claiming and stops.
     """
     digest = _locked_digest(session, digest_id)
-    if digest.status in ("sent", "failed"):
+    if digest.status in (DigestStatus.SENT, DigestStatus.FAILED):
         raise OperationRefused(f"digest {digest_id} is already {digest.status}: nothing to cancel")
-    if digest.status != "cancelled":
-        digest.status = "cancelled"
+    if digest.status != DigestStatus.CANCELLED:
+        digest.status = DigestStatus.CANCELLED
         digest.status_reason = "cancelled by an operator"
         digest.finished_at = utcnow()
     cancelled = session.execute(
         update(DeliveryBatch)
-        .where(DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == "pending")
-        .values(status="cancelled")
+        .where(DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == BatchStatus.PENDING)
+        .values(status=BatchStatus.CANCELLED)
         .returning(DeliveryBatch.id)
         .execution_options(synchronize_session=False)
     ).scalars()
@@ -77,44 +85,42 @@ def cancel_digest(session: Session, digest_id: int) -> dict:
     if batch_ids:
         deliveries = session.execute(
             update(Delivery)
-            .where(Delivery.batch_id.in_(batch_ids), Delivery.status == "pending")
-            .values(status="cancelled")
+            .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED)
             .execution_options(synchronize_session=False)
         ).rowcount
-    in_flight = session.scalar(
-        select(func.count())
-        .select_from(DeliveryBatch)
-        .where(DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == "sending")
+    in_flight = count_by_status(session, DeliveryBatch, digest_id)[BatchStatus.SENDING]
+    return Cancelled(
+        digest_id=digest_id,
+        status=DigestStatus.CANCELLED,
+        batches_cancelled=len(batch_ids),
+        deliveries_cancelled=deliveries,
+        batches_in_flight=in_flight,
     )
-    return {
-        "digest_id": digest_id,
-        "status": "cancelled",
-        "batches_cancelled": len(batch_ids),
-        "deliveries_cancelled": deliveries,
-        "batches_in_flight": in_flight or 0,
-    }
 
 
-def resume_digest(session: Session, digest_id: int) -> dict:
+def resume_digest(session: Session, digest_id: int) -> Resumed:
     """Send a paused digest's remaining batches (after the API key was fixed).
 
-    Returns {"enqueue": [batch ids]}: the caller enqueues them after committing.
+    `enqueue` lists the batch ids: the caller enqueues them after committing.
     """
     digest = _locked_digest(session, digest_id)
-    if digest.status != "paused":
+    if digest.status != DigestStatus.PAUSED:
         raise OperationRefused(f"digest {digest_id} is {digest.status}, not paused")
-    digest.status = "sending"
+    digest.status = DigestStatus.SENDING
     digest.status_reason = None
     pending = list(
         session.scalars(
             select(DeliveryBatch.id)
-            .where(DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == "pending")
+            .where(
+                DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == BatchStatus.PENDING
+            )
             .order_by(DeliveryBatch.seq)
         )
     )
     if not pending:
         finish_digest_if_done(session, digest_id)
-    return {"digest_id": digest_id, "status": digest.status, "enqueue": pending}
+    return Resumed(digest_id=digest_id, status=digest.status, enqueue=pending)
 
 
 def resend_ambiguous(
@@ -123,20 +129,47 @@ def resend_ambiguous(
     *,
     digest_id: int | None = None,
     batch_id: int | None = None,
-) -> dict:
+) -> Settled:
     """Settle ambiguous batches of a digest (or one batch) by the operator's decision.
 
     - `resend`: back to pending, to be enqueued. SendGrid may have accepted the first request,
       so some recipients may get the email twice: the operator accepts that risk.
     - `mark-sent`: trust that SendGrid accepted it; its pending deliveries become sent.
     - `mark-failed`: assume it was not accepted; its pending deliveries fail.
-    Returns {"batches": [...], "decision": ..., "enqueue": [...]}.
     """
     if decision not in DECISIONS:
         raise OperationRefused(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}")
+    digest, batches = _ambiguous_batches(session, digest_id, batch_id)
+    if decision == "resend" and digest.status == DigestStatus.CANCELLED:
+        raise OperationRefused(f"digest {digest.id} is cancelled: mark its batches instead")
+    now = utcnow()
+    ids = [b.id for b in batches]
+    for batch in batches:
+        note = f"ambiguous, {decision} chosen by an operator at {now:%Y-%m-%d %H:%M} UTC"
+        batch.error = f"{batch.error}; {note}" if batch.error else note
+        if decision == "resend":
+            batch.status = BatchStatus.PENDING
+        elif decision == "mark-sent":
+            batch.status = BatchStatus.SENT
+            batch.sent_at = now
+        else:
+            batch.status = BatchStatus.FAILED
+    if decision != "resend":
+        _settle_deliveries(session, digest.id, ids, sent=decision == "mark-sent")
+        return Settled(digest_id=digest.id, batches=ids, decision=decision)
+    if digest.status in (DigestStatus.SENT, DigestStatus.FAILED):
+        digest.status, digest.status_reason, digest.finished_at = DigestStatus.SENDING, None, None
+    enqueue = ids if digest.status == DigestStatus.SENDING else []
+    return Settled(digest_id=digest.id, batches=ids, decision=decision, enqueue=enqueue)
+
+
+def _ambiguous_batches(
+    session: Session, digest_id: int | None, batch_id: int | None
+) -> tuple[Digest, list[DeliveryBatch]]:
+    """The digest (locked) and its ambiguous batches (locked), or just the one batch named."""
     if digest_id is None and batch_id is None:
         raise OperationRefused("name a digest or a batch")
-    query = select(DeliveryBatch).where(DeliveryBatch.status == "ambiguous")
+    query = select(DeliveryBatch).where(DeliveryBatch.status == BatchStatus.AMBIGUOUS)
     if batch_id is not None:
         batch = session.get(DeliveryBatch, batch_id)
         if batch is None or (digest_id is not None and batch.digest_id != digest_id):
@@ -147,6 +180,7 @@ def resend_ambiguous(
         digest_id = batch.digest_id
     elif session.get(Digest, digest_id) is None:
         raise DigestNotFound(f"no digest with id {digest_id}")
+    assert digest_id is not None
     digest = _locked_digest(session, digest_id)
     batches = list(
         session.scalars(query.where(DeliveryBatch.digest_id == digest_id).with_for_update())
@@ -154,41 +188,24 @@ def resend_ambiguous(
     if not batches:
         where = f"batch {batch_id}" if batch_id is not None else f"digest {digest_id}"
         raise OperationRefused(f"{where} has no ambiguous batch")
-    if decision == "resend" and digest.status == "cancelled":
-        raise OperationRefused(f"digest {digest_id} is cancelled: mark its batches instead")
+    return digest, batches
 
-    now = utcnow()
-    ids = [b.id for b in batches]
-    enqueue: list[int] = []
-    for batch in batches:
-        note = f"ambiguous, {decision} chosen by an operator at {now:%Y-%m-%d %H:%M} UTC"
-        batch.error = f"{batch.error}; {note}" if batch.error else note
-        if decision == "resend":
-            batch.status = "pending"
-        elif decision == "mark-sent":
-            batch.status = "sent"
-            batch.sent_at = now
-        else:
-            batch.status = "failed"
-    if decision == "resend":
-        if digest.status in ("sent", "failed"):
-            digest.status, digest.status_reason, digest.finished_at = "sending", None, None
-        if digest.status == "sending":
-            enqueue = ids
-    else:
-        outcome = "sent" if decision == "mark-sent" else "failed"
-        session.execute(
-            update(Delivery)
-            .where(Delivery.batch_id.in_(ids), Delivery.status == "pending")
-            .values(
-                status=outcome,
-                error=None if outcome == "sent" else "ambiguous batch marked failed by an operator",
-            )
-            .execution_options(synchronize_session=False)
+
+def _settle_deliveries(
+    session: Session, digest_id: int, batch_ids: list[int], *, sent: bool
+) -> None:
+    """The undecided deliveries of marked batches follow the decision; the digest may finish."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
+        .values(
+            status=DeliveryStatus.SENT if sent else DeliveryStatus.FAILED,
+            error=None if sent else "ambiguous batch marked failed by an operator",
         )
-        session.flush()
-        finish_digest_if_done(session, digest_id, refresh=True)
-    return {"digest_id": digest_id, "batches": ids, "decision": decision, "enqueue": enqueue}
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    finish_digest_if_done(session, digest_id, refresh=True)
 
 
 def reap_stale_claims(session: Session, older_than: float) -> list[int]:
@@ -201,9 +218,9 @@ def reap_stale_claims(session: Session, older_than: float) -> list[int]:
     cutoff = utcnow() - timedelta(seconds=older_than)
     rows = session.execute(
         update(DeliveryBatch)
-        .where(DeliveryBatch.status == "sending", DeliveryBatch.claimed_at < cutoff)
+        .where(DeliveryBatch.status == BatchStatus.SENDING, DeliveryBatch.claimed_at < cutoff)
         .values(
-            status="ambiguous",
+            status=BatchStatus.AMBIGUOUS,
             error=f"still sending {older_than:.0f}s after its claim: worker lost mid-request?",
         )
         .returning(DeliveryBatch.id, DeliveryBatch.digest_id)
@@ -231,8 +248,8 @@ def requeue_orphaned_batches(session: Session, older_than: float) -> list[int]:
             select(DeliveryBatch.id)
             .join(Digest, Digest.id == DeliveryBatch.digest_id)
             .where(
-                Digest.status == "sending",
-                DeliveryBatch.status == "pending",
+                Digest.status == DigestStatus.SENDING,
+                DeliveryBatch.status == BatchStatus.PENDING,
                 or_(touched.is_(None), touched < cutoff),
             )
             .order_by(DeliveryBatch.id)
@@ -242,7 +259,7 @@ def requeue_orphaned_batches(session: Session, older_than: float) -> list[int]:
         return []
     stamped = session.scalars(
         update(DeliveryBatch)
-        .where(DeliveryBatch.id.in_(ids), DeliveryBatch.status == "pending")
+        .where(DeliveryBatch.id.in_(ids), DeliveryBatch.status == BatchStatus.PENDING)
         .values(claimed_at=utcnow())
         .returning(DeliveryBatch.id)
         .execution_options(synchronize_session=False)
@@ -260,8 +277,8 @@ def withdraw_unqueued_digest(session: Session, digest_id: int, reason: str) -> b
     now = utcnow()
     withdrawn = session.scalar(
         update(Digest)
-        .where(Digest.id == digest_id, Digest.status == "planned")
-        .values(status="cancelled", status_reason=reason, finished_at=now)
+        .where(Digest.id == digest_id, Digest.status == DigestStatus.PLANNED)
+        .values(status=DigestStatus.CANCELLED, status_reason=reason, finished_at=now)
         .returning(Digest.id)
         .execution_options(synchronize_session=False)
     )
@@ -291,7 +308,7 @@ def requeue_planned_digests(
     cutoff = now - timedelta(seconds=older_than)
     candidates = session.scalars(
         select(Digest)
-        .where(Digest.status == "planned", Digest.created_at < cutoff)
+        .where(Digest.status == DigestStatus.PLANNED, Digest.created_at < cutoff)
         .order_by(Digest.id)
         .with_for_update(skip_locked=True)
     ).all()
@@ -318,78 +335,3 @@ def _locked_digest(session: Session, digest_id: int) -> Digest:
     if digest is None:
         raise DigestNotFound(f"no digest with id {digest_id}")
     return digest
-
-
-def _describe(session: Session, digests: list[Digest]) -> list[dict[str, Any]]:
-    """Counts for several digests in three grouped queries, not three per digest."""
-    ids = [d.id for d in digests]
-    if not ids:
-        return []
-    batches: dict[int, dict[str, int]] = {i: dict.fromkeys(BATCH_STATUSES, 0) for i in ids}
-    deliveries: dict[int, dict[str, int]] = {i: dict.fromkeys(DELIVERY_STATUSES, 0) for i in ids}
-    for model, into in ((DeliveryBatch, batches), (Delivery, deliveries)):
-        rows = session.execute(
-            select(model.digest_id, model.status, func.count())
-            .where(model.digest_id.in_(ids))
-            .group_by(model.digest_id, model.status)
-        )
-        for digest_id, status, count in rows:
-            into[digest_id][status] = count
-    undecided = (
-        select(Delivery.batch_id, func.count().label("n"))
-        .where(Delivery.digest_id.in_(ids), Delivery.status == "pending")
-        .group_by(Delivery.batch_id)
-        .subquery()
-    )
-    ambiguous: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
-    for batch, recipients in session.execute(
-        select(DeliveryBatch, func.coalesce(undecided.c.n, 0))
-        .outerjoin(undecided, undecided.c.batch_id == DeliveryBatch.id)
-        .where(DeliveryBatch.digest_id.in_(ids), DeliveryBatch.status == "ambiguous")
-        .order_by(DeliveryBatch.id)
-    ):
-        ambiguous[batch.digest_id].append(
-            {
-                "batch_id": batch.id,
-                "seq": batch.seq,
-                "recipients": recipients,
-                "attempts": batch.attempts,
-                "claimed_at": _iso(batch.claimed_at),
-                "error": batch.error,
-            }
-        )
-    cutoff = utcnow() - timedelta(seconds=get_settings().send_claim_timeout)
-    stale = dict(
-        session.execute(
-            select(DeliveryBatch.digest_id, func.count())
-            .where(
-                DeliveryBatch.digest_id.in_(ids),
-                DeliveryBatch.status == "sending",
-                DeliveryBatch.claimed_at < cutoff,
-            )
-            .group_by(DeliveryBatch.digest_id)
-        ).all()
-    )
-    return [
-        {
-            "id": d.id,
-            "kind": d.kind,
-            "status": d.status,
-            "status_reason": d.status_reason,
-            "subject": d.subject,
-            "recipients": d.recipients,
-            "created_at": _iso(d.created_at),
-            "started_at": _iso(d.started_at),
-            "finished_at": _iso(d.finished_at),
-            "batches": batches[d.id],
-            "deliveries": deliveries[d.id],
-            "ambiguous": ambiguous[d.id],
-            # Claimed longer ago than any request may take: the reaper will call them ambiguous.
-            "stale_sending": stale.get(d.id, 0),
-        }
-        for d in digests
-    ]
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

@@ -9,13 +9,17 @@ human ones (recipients with at least one open or click not flagged as machine ac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Integer, String, case, cast, distinct, func, select
 from sqlalchemy.orm import Session
 
+from digest.ledger_counts import count_by_status
+from digest.records import JsonRecord
 from digest.tracking import KNOWN_EVENTS
 from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent
+from schema.statuses import BatchStatus, DeliveryStatus
 
 FIGURES = (
     "recipients",
@@ -44,31 +48,121 @@ def latest_digest_id(session: Session) -> int | None:
     return session.scalar(select(Digest.id).order_by(Digest.created_at.desc(), Digest.id.desc()))
 
 
-def digest_stats(session: Session, digest_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DigestSummary(JsonRecord):
+    id: int
+    kind: str
+    status: str
+    subject: str | None
+    created_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class DigestStats(JsonRecord):
+    """Every figure of one digest; `as_dict()` is `digest stats --json` (FIGURES in order)."""
+
+    digest: DigestSummary
+    recipients: int
+    sent: int
+    failed_deliveries: int
+    processed: int
+    dropped: int
+    delivered: int
+    deferred: int
+    bounced: int
+    soft_bounced: int
+    complaints: int
+    unique_opens: int
+    human_unique_opens: int
+    machine_opens: int
+    unique_clicks: int
+    human_unique_clicks: int
+    machine_clicks: int
+    unsubscribes: int
+    ambiguous_batches: int
+    failed_batches: int
+    deliveries_by_status: dict[str, int]
+    batches_by_status: dict[str, int]
+    other_events: dict[str, int]
+
+    def figures(self) -> dict[str, Any]:
+        """The document without the digest's own header (the admin API shows that already)."""
+        document = self.as_dict()
+        document.pop("digest")
+        return document
+
+
+@dataclass(frozen=True)
+class EventFigures:
+    """One (event, bounce class) of a digest: events, distinct recipients, human ones, machine."""
+
+    events: int
+    people: int
+    humans: int
+    machine: int
+
+
+def digest_stats(session: Session, digest_id: int) -> DigestStats:
     """Every figure of one digest; raises LookupError for an unknown id."""
     digest = session.get(Digest, digest_id)
     if digest is None:
         raise LookupError(f"digest {digest_id} does not exist")
+    deliveries = count_by_status(session, Delivery, digest_id)
+    batches = count_by_status(session, DeliveryBatch, digest_id)
+    events = _event_figures(session, digest_id)
 
-    deliveries = dict(
-        session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.digest_id == digest_id)
-            .group_by(Delivery.status)
-        ).all()
-    )
-    batches = dict(
-        session.execute(
-            select(DeliveryBatch.status, func.count())
-            .where(DeliveryBatch.digest_id == digest_id)
-            .group_by(DeliveryBatch.status)
-        ).all()
+    def people(name: str, bounce: str | None = None, key: str = "people") -> int:
+        figures = events.get((name, bounce))
+        return getattr(figures, key) if figures else 0
+
+    return DigestStats(
+        digest=DigestSummary(
+            id=digest.id,
+            kind=digest.kind,
+            status=digest.status,
+            subject=digest.subject,
+            created_at=digest.created_at.isoformat() if digest.created_at else None,
+            finished_at=digest.finished_at.isoformat() if digest.finished_at else None,
+        ),
+        recipients=sum(deliveries.values()),
+        sent=deliveries[DeliveryStatus.SENT],
+        failed_deliveries=deliveries[DeliveryStatus.FAILED],
+        processed=people("processed"),
+        dropped=people("dropped"),
+        delivered=people("delivered"),
+        deferred=people("deferred"),
+        bounced=people("bounce", "hard"),
+        soft_bounced=people("bounce", "soft"),
+        complaints=people("spamreport"),
+        unique_opens=people("open"),
+        human_unique_opens=people("open", key="humans"),
+        machine_opens=people("open", key="machine"),
+        unique_clicks=people("click"),
+        human_unique_clicks=people("click", key="humans"),
+        machine_clicks=people("click", key="machine"),
+        unsubscribes=_unsubscribers(session, digest_id),
+        ambiguous_batches=batches[BatchStatus.AMBIGUOUS],
+        failed_batches=batches[BatchStatus.FAILED],
+        deliveries_by_status=dict(sorted(deliveries.items())),
+        batches_by_status=dict(sorted(batches.items())),
+        other_events={
+            name: figures.events
+            for (name, _), figures in sorted(events.items(), key=lambda item: item[0])
+            if name not in KNOWN_EVENTS
+        },
     )
 
-    who = func.coalesce(cast(EmailEvent.delivery_id, String), func.lower(EmailEvent.email))
+
+def _who() -> Any:
+    """A recipient: its delivery when the event is linked to one, else its lower-cased address."""
+    return func.coalesce(cast(EmailEvent.delivery_id, String), func.lower(EmailEvent.email))
+
+
+def _event_figures(session: Session, digest_id: int) -> dict[tuple[str, str | None], EventFigures]:
+    who = _who()
     human = case((EmailEvent.machine.is_(False), who))
-    events: dict[tuple[str, str | None], dict[str, int]] = {}
-    for name, bounce, total, people, humans, machines in session.execute(
+    rows = session.execute(
         select(
             EmailEvent.event,
             EmailEvent.bounce_class,
@@ -79,60 +173,18 @@ def digest_stats(session: Session, digest_id: int) -> dict[str, Any]:
         )
         .where(EmailEvent.digest_id == digest_id)
         .group_by(EmailEvent.event, EmailEvent.bounce_class)
-    ):
-        events[(name, bounce)] = {
-            "events": total,
-            "people": people,
-            "humans": humans,
-            "machine": int(machines or 0),
-        }
+    )
+    return {
+        (name, bounce): EventFigures(total, people, humans, int(machines or 0))
+        for name, bounce, total, people, humans, machines in rows
+    }
 
-    def people(name: str, bounce: str | None = None, key: str = "people") -> int:
-        return events.get((name, bounce), {}).get(key, 0)
 
+def _unsubscribers(session: Session, digest_id: int) -> int:
     unsubscribers = session.scalar(
-        select(func.count(distinct(who))).where(
+        select(func.count(distinct(_who()))).where(
             EmailEvent.digest_id == digest_id,
             EmailEvent.event.in_(("unsubscribe", "group_unsubscribe")),
         )
     )
-    other = {
-        name: figures["events"]
-        for (name, _), figures in sorted(events.items())
-        if name not in KNOWN_EVENTS
-    }
-    figures = {
-        "recipients": sum(deliveries.values()),
-        "sent": deliveries.get("sent", 0),
-        "failed_deliveries": deliveries.get("failed", 0),
-        "processed": people("processed"),
-        "dropped": people("dropped"),
-        "delivered": people("delivered"),
-        "deferred": people("deferred"),
-        "bounced": people("bounce", "hard"),
-        "soft_bounced": people("bounce", "soft"),
-        "complaints": people("spamreport"),
-        "unique_opens": people("open"),
-        "human_unique_opens": people("open", key="humans"),
-        "machine_opens": people("open", key="machine"),
-        "unique_clicks": people("click"),
-        "human_unique_clicks": people("click", key="humans"),
-        "machine_clicks": people("click", key="machine"),
-        "unsubscribes": unsubscribers or 0,
-        "ambiguous_batches": batches.get("ambiguous", 0),
-        "failed_batches": batches.get("failed", 0),
-    }
-    return {
-        "digest": {
-            "id": digest.id,
-            "kind": digest.kind,
-            "status": digest.status,
-            "subject": digest.subject,
-            "created_at": digest.created_at.isoformat() if digest.created_at else None,
-            "finished_at": digest.finished_at.isoformat() if digest.finished_at else None,
-        },
-        **figures,
-        "deliveries_by_status": dict(sorted(deliveries.items())),
-        "batches_by_status": dict(sorted(batches.items())),
-        "other_events": other,
-    }
+    return unsubscribers or 0

@@ -17,13 +17,17 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from digest.db import session_scope
+from digest.operations import OperationRefused, cancel_digest, withdraw_unqueued_digest
+from digest.planning import PlanError, request_digest
+from digest.progress import DigestNotFound, digest_detail
 from digest.settings import get_settings
 from digest.web.auth import require_bearer
-from schema.models import Digest, DigestItem, DigestSegment
+from schema.models import Digest
+from schema.statuses import DigestStatus
+from workers.publish import BrokerUnavailable, enqueue
+from workers.tasks import plan_digest
 
 log = logging.getLogger(__name__)
 
@@ -59,49 +63,6 @@ class DigestRequest(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-def _detail(digest_id: int) -> dict[str, Any]:
-    """Status and counts, plus the plan (window, items, segments, who got nothing)."""
-    from digest.operations import DigestNotFound, digest_status
-
-    with session_scope() as session:
-        try:
-            status = digest_status(session, digest_id)
-        except DigestNotFound as exc:
-            raise HTTPException(404, detail=str(exc)) from exc
-        digest = session.get(Digest, digest_id)
-        assert digest is not None
-        items = session.scalar(
-            select(func.count()).select_from(DigestItem).where(DigestItem.digest_id == digest_id)
-        )
-        segments = session.execute(
-            select(DigestSegment.segment_key, DigestSegment.recipients)
-            .where(DigestSegment.digest_id == digest_id)
-            .order_by(DigestSegment.id)
-        ).all()
-        options = digest.options or {}
-        return {
-            **status,
-            "window_start": digest.window_start.isoformat() if digest.window_start else None,
-            "window_end": digest.window_end.isoformat() if digest.window_end else None,
-            "slot_key": digest.slot_key,
-            "items": items,
-            "renders": digest.renders,
-            "segments": [{"key": key, "recipients": n} for key, n in segments],
-            "left_out": options.get("left_out", {}),
-            "dry_run": bool(options.get("dry_run")),
-            "stats": _stats(session, digest_id),
-        }
-
-
-def _stats(session: Session, digest_id: int) -> dict[str, Any]:
-    """The figures `digest stats` shows (SendGrid events included), without the repeated header."""
-    from digest.stats import digest_stats
-
-    figures = digest_stats(session, digest_id)
-    figures.pop("digest")
-    return figures
-
-
 # Seconds a client should wait before asking again when the broker was unreachable.
 BROKER_RETRY_AFTER = 30
 
@@ -114,10 +75,6 @@ def _queue_plan(digest_id: int) -> JSONResponse | None:
     task did get through after all (a worker already took the row), the digest stands and the
     caller answers 202 as usual.
     """
-    from digest.operations import withdraw_unqueued_digest
-    from workers.publish import BrokerUnavailable, enqueue
-    from workers.tasks import plan_digest
-
     try:
         enqueue(plan_digest.s(digest_id))
     except BrokerUnavailable as exc:
@@ -133,7 +90,7 @@ def _queue_plan(digest_id: int) -> JSONResponse | None:
             content={
                 "detail": "the task queue is unavailable; nothing was sent, try again later",
                 "id": digest_id,
-                "status": "cancelled",
+                "status": DigestStatus.CANCELLED,
             },
             headers={"Retry-After": str(BROKER_RETRY_AFTER)},
         )
@@ -152,8 +109,6 @@ def _queue_plan(digest_id: int) -> JSONResponse | None:
 )
 def create_digest(body: DigestRequest) -> JSONResponse:
     """Request an ad hoc digest (or one test copy with `to`, or a `dry_run`)."""
-    from digest.planning import PlanError, request_digest
-
     try:
         with session_scope() as session:
             digest = request_digest(
@@ -190,7 +145,11 @@ def create_digest(body: DigestRequest) -> JSONResponse:
 @router.get("/{digest_id}", responses={404: {"description": "No such digest"}})
 def get_digest(digest_id: int) -> dict[str, Any]:
     """A digest's status, counts of batches and deliveries by status, and its plan."""
-    return _detail(digest_id)
+    try:
+        with session_scope() as session:
+            return digest_detail(session, digest_id).as_dict()
+    except DigestNotFound as exc:
+        raise HTTPException(404, detail=str(exc)) from exc
 
 
 @router.post(
@@ -202,11 +161,9 @@ def get_digest(digest_id: int) -> dict[str, Any]:
 )
 def cancel(digest_id: int) -> dict[str, Any]:
     """Stop a digest: pending batches are cancelled; batches in flight finish their request."""
-    from digest.operations import DigestNotFound, OperationRefused, cancel_digest
-
     try:
         with session_scope() as session:
-            return cancel_digest(session, digest_id)
+            return cancel_digest(session, digest_id).as_dict()
     except DigestNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from exc
     except OperationRefused as exc:

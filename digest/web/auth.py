@@ -9,6 +9,8 @@ from collections.abc import Callable, Mapping
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from digest.web.body_limit import path_matches
+
 
 def require_bearer(request: Request, expected: str) -> None:
     """401 unless the request carries exactly `Bearer <expected>` (constant-time compare).
@@ -54,8 +56,6 @@ class BearerGate:
         self.tokens = dict(tokens)
 
     def _expected(self, path: str) -> Callable[[], str] | None:
-        from digest.web.body_limit import path_matches
-
         for prefix, token in self.tokens.items():
             if path_matches(path, prefix):
                 return token

@@ -40,15 +40,9 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         max_bytes = self.limit_for(scope["path"])
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > max_bytes:
-                    await refuse(send, max_bytes)
-                    return
+        if declared_length(scope) > max_bytes:
+            await refuse(send, max_bytes)
+            return
         received = 0
         started = False
 
@@ -72,6 +66,18 @@ class BodySizeLimit:
         except _TooLarge:
             if not started:
                 await refuse(send, max_bytes)
+
+
+def declared_length(scope: Scope) -> int:
+    """The largest Content-Length the request declares (0 if none or unreadable)."""
+    declared = 0
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = max(declared, int(value))
+            except ValueError:
+                continue
+    return declared
 
 
 async def refuse(send: Send, max_bytes: int) -> None:

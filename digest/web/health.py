@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -23,8 +24,6 @@ def healthz() -> JSONResponse:
         checks["database"] = f"error: {type(exc).__name__}"
     redis_url = get_settings().redis_url
     if redis_url:
-        import redis
-
         try:
             redis.Redis.from_url(redis_url, socket_timeout=2).ping()
             checks["redis"] = "ok"

@@ -12,6 +12,8 @@ from digest.db import session_scope
 from digest.ingest import IngestError, apply_event_detail
 from digest.settings import get_settings
 from digest.web.auth import require_bearer
+from workers.publish import BrokerUnavailable, enqueue
+from workers.tasks import plan_alert
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["ingest"])
@@ -57,9 +59,6 @@ def queue_alert(comparison_id: int) -> None:
     The comparison is stored whatever happens here; a broker outage is logged, not answered
     with an error the CMS would retry (the retry would be a duplicate and queue nothing).
     """
-    from workers.publish import BrokerUnavailable, enqueue
-    from workers.tasks import plan_alert
-
     try:
         enqueue(plan_alert.s(comparison_id))
     except BrokerUnavailable as exc:

@@ -25,6 +25,9 @@ from digest.webhooks import (
     store_batch,
     verify_request,
 )
+from workers.publish import BrokerUnavailable
+from workers.publish import enqueue as publish
+from workers.tasks import process_webhook_batch
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -71,20 +74,17 @@ def accept(body: bytes, signature: str | None, timestamp: str | None) -> Respons
         return JSONResponse({"detail": str(exc)}, status_code=400)
     with session_scope() as session:
         batch_id = store_batch(session, body, events).id
-    enqueue(batch_id)
+    queue_processing(batch_id)
     return Response(status_code=204)
 
 
-def enqueue(batch_id: int) -> None:
+def queue_processing(batch_id: int) -> None:
     """Hand the batch to the worker (in-process when there is no broker).
 
     The web app is an entry point like the CLI, so it may reach the task; the domain never does.
     """
-    from workers.publish import BrokerUnavailable, enqueue
-    from workers.tasks import process_webhook_batch
-
     try:
-        enqueue(process_webhook_batch.s(batch_id))
+        publish(process_webhook_batch.s(batch_id))
     except BrokerUnavailable as exc:  # beat queues the stored body again later
         log.error("webhook batch %s stored but not queued yet: %s", batch_id, exc)
     except Exception:  # an in-process run failed: the stored batch is not lost

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from digest import subscriptions
 from digest.db import session_scope
+from digest.subscriber_lifecycle import ConfirmationState, ConfirmOutcome
 from digest.web.email_tasks import queue_email
 from digest.web.links import ConfirmLink
 from digest.web.pages import HTML_PAGE, message_page, page
@@ -45,9 +46,9 @@ def confirm_page(token: str, claim: ConfirmLink) -> HTMLResponse:
     """
     with session_scope() as session:
         state = subscriptions.confirmation_state(session, claim)
-    if state == "unavailable":
+    if state == ConfirmationState.UNAVAILABLE:
         return _confirm_gone()
-    if state == "already":
+    if state == ConfirmationState.ALREADY:
         return page("confirmed.html", already=True)
     return page("confirm.html", token=token)
 
@@ -66,13 +67,13 @@ def confirm(claim: ConfirmLink) -> HTMLResponse:
     """
     with session_scope() as session:
         outcome = subscriptions.confirm(session, claim)
-    if outcome == "confirmed":
+    if outcome == ConfirmOutcome.CONFIRMED:
         try:
             queue_email("welcome", claim.subscriber_id)
         except Exception:  # the subscription stands; a missing welcome email is not fatal
             log.exception(
                 "could not queue the welcome email for subscriber %s", claim.subscriber_id
             )
-    if outcome == "unavailable":
+    if outcome == ConfirmOutcome.UNAVAILABLE:
         return _confirm_gone()
-    return page("confirmed.html", already=outcome == "already")
+    return page("confirmed.html", already=outcome == ConfirmOutcome.ALREADY)

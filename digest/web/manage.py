@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from digest import subscriptions
 from digest.db import session_scope
 from digest.settings import get_settings
+from digest.subscriber_lifecycle import UnsubscribeOutcome
 from digest.subscriptions import InvalidField
 from digest.web.email_tasks import queue_email
 from digest.web.forms import (
@@ -62,9 +63,9 @@ def unsubscribe(token: str, subscriber_id: ManageLink) -> HTMLResponse:
     """Works with the page's button and with mail clients' one-click POST (no cookies)."""
     with session_scope() as session:
         outcome = subscriptions.unsubscribe(session, subscriber_id)
-    if outcome == "missing":
+    if outcome == UnsubscribeOutcome.MISSING:
         raise SubscriptionNotFound(NOTHING_TO_UNSUBSCRIBE)
-    if outcome == "unsubscribed" and get_settings().send_goodbye:
+    if outcome == UnsubscribeOutcome.UNSUBSCRIBED and get_settings().send_goodbye:
         try:
             queue_email("goodbye", subscriber_id)
         except Exception:  # unsubscribing must not fail because a goodbye could not be queued

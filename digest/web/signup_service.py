@@ -15,6 +15,7 @@ from functools import partial
 from sqlalchemy.exc import OperationalError
 
 from digest import subscriptions
+from digest.addresses import email_hash
 from digest.db import session_scope
 from digest.ratelimit import Limited, RateLimiter, parse_limits
 from digest.subscriptions import InvalidField
@@ -103,7 +104,7 @@ def screen(guard: SubscribeGuard, attempt: SignupAttempt) -> SignupOutcome | str
         email = subscriptions.normalise_email(attempt.fields.data.get("email"))
     except InvalidField as error:
         return Rejected(error)
-    limited = guard.limiter.hit(guard.per_email, "subscribe-email", subscriptions.email_hash(email))
+    limited = guard.limiter.hit(guard.per_email, "subscribe-email", email_hash(email))
     return limited or email
 
 

@@ -30,11 +30,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.addresses import is_suppressed
+from digest.archive import archive_url
 from digest.db import session_scope
 from digest.editions import edition_renders, mailed_in, other_waves
 from digest.ledger_writer import LedgerWriter
@@ -210,7 +212,11 @@ def _new_planner(session: Session, digest: Digest, now: datetime) -> _Planner:
         session,
         digest,
         items,
-        renderer=render_alert_segment if alert else render_weekly_segment,
+        # every email links its edition's archive page ("view in browser", "more on the web")
+        renderer=partial(
+            render_alert_segment if alert else render_weekly_segment,
+            archive_url=archive_url(digest),
+        ),
         inherited=edition_renders(session, waves) if leader is not None else {},
         earlier_waves=[wave.id for wave in waves],
         dry_run=bool((digest.options or {}).get("dry_run")),

@@ -64,13 +64,17 @@ def segment_key(names: list[str]) -> str:
     return key
 
 
-def render_weekly_segment(matched: list[PlannedItem], label: str | None) -> Any:
+def render_weekly_segment(
+    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+) -> Any:
     entries = [Entry(n, i.comparison, i.explanation) for n, i in enumerate(matched, start=1)]
-    return render_weekly(entries, segment_label=label)
+    return render_weekly(entries, segment_label=label, archive_url=archive_url)
 
 
-def render_alert_segment(matched: list[PlannedItem], label: str | None) -> Any:
-    return render_alert(matched[0].comparison, matched[0].explanation)
+def render_alert_segment(
+    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+) -> Any:
+    return render_alert(matched[0].comparison, matched[0].explanation, archive_url=archive_url)
 
 
 class Segments:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from digest.ratelimit import limiter_for
 from digest.settings import get_settings
-from digest.web import confirm, data_links, links, manage, signup
+from digest.web import archive_pages, confirm, data_links, links, manage, signup
 from digest.web.signup_service import SubscribeGuard
 
 # Paths whose bodies the size limit covers (see digest/web/body_limit.py).
@@ -29,5 +29,5 @@ def install(app: FastAPI) -> None:
         settings.data_link_rate,
     )
     links.install_handlers(app)
-    for module in (signup, confirm, manage, data_links):
+    for module in (signup, confirm, manage, data_links, archive_pages):
         app.include_router(module.router)

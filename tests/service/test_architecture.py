@@ -13,7 +13,6 @@ from pathlib import Path
 from tests.support.paths import REPO
 
 
-
 def test_import_contracts_are_kept() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     result = subprocess.run(

@@ -14,4 +14,5 @@ pytest_plugins = [
     "tests.support.planning_worker",
     "tests.support.subscriber_fixtures",
     "tests.support.webhook_fixtures",
+    "tests.support.browser",
 ]

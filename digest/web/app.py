@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from digest.settings import get_settings
 from digest.web import (
@@ -21,6 +22,7 @@ from digest.web import (
 from digest.web.auth import BearerGate
 from digest.web.body_limit import BodySizeLimit
 from digest.web.json_depth import JsonDepthLimit
+from digest.web.pages import STATIC_DIR
 
 INGEST_PATH = ingest_api.EVENTS_PATH
 ADMIN_PREFIX = "/admin"  # every operator route, present and future
@@ -45,6 +47,8 @@ def create_app() -> FastAPI:
         description="Subscriptions, ingest, operator and webhook endpoints of the digest service.",
     )
     app.include_router(health.router)
+    # our own scripts and files, from the package (no CDN): the time-zone pre-fill
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.include_router(ingest_api.router)
     app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)

@@ -31,6 +31,10 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+# Pages without a token add one script of our own origin (digest/web/static/).
+PUBLIC_CSP = PAGE_HEADERS["Content-Security-Policy"] + "; script-src 'self'"
+STATIC_DIR = Path(__file__).parent / "static"
+
 # The OpenAPI description of an HTML answer (error pages included).
 HTML_PAGE = {"content": {"text/html": {}}}
 
@@ -41,8 +45,10 @@ def page(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
 
 
 def public_page(response: HTMLResponse) -> HTMLResponse:
-    """Pages without a token may tell our own endpoints where a form was (consent source)."""
+    """Pages without a token may tell our own endpoints where a form was (consent source), and
+    may run our own scripts (the subscription form's time-zone pre-fill), never anyone else's."""
     response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = PUBLIC_CSP
     return response
 
 

@@ -77,7 +77,9 @@ def open_client(
 def assert_inert_page(html: str) -> None:
     page = Page(html)
     tags = {tag for tag, _ in page.elements}
-    assert tags <= PAGE_TAGS, tags - PAGE_TAGS
+    assert tags <= PAGE_TAGS | {"script"}, tags - PAGE_TAGS
+    scripts = [attributes for tag, attributes in page.elements if tag == "script"]
+    assert all(a == {"src": "/static/timezone.js", "defer": None} for a in scripts), scripts
     for _tag, attributes in page.elements:
         assert not any(name.startswith("on") for name in attributes)
         for name in URL_ATTRIBUTES & set(attributes):

@@ -7,11 +7,10 @@ violation. The four screenshots are kept in `test-artifacts/` for a person to lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from bench.email_size import long_text, maximal_comparison
 from digest.email_backends import fill_tokens
@@ -22,21 +21,8 @@ from tests.support.paths import ARTIFACTS
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 SCHEMES = ("light", "dark")
 WIDTHS = (375, 640)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def filled(email: RenderedEmail) -> str:
@@ -73,11 +59,11 @@ def email_file(pg: str, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_body_text_keeps_4_5_to_1_contrast_at_375_and_640_pixels(
-    browser: Browser, email_file: Path, scheme: str
+    chromium: Browser, email_file: Path, scheme: str
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     for width in WIDTHS:
-        context = browser.new_context(
+        context = chromium.new_context(
             viewport={"width": width, "height": 900},
             color_scheme=scheme,  # type: ignore[arg-type]
         )
@@ -90,10 +76,12 @@ def test_body_text_keeps_4_5_to_1_contrast_at_375_and_640_pixels(
         context.close()
 
 
-def test_dark_scheme_really_changes_the_card_background(browser: Browser, email_file: Path) -> None:
+def test_dark_scheme_really_changes_the_card_background(
+    chromium: Browser, email_file: Path
+) -> None:
     colours = {}
     for scheme in SCHEMES:
-        context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+        context = chromium.new_context(color_scheme=scheme)  # type: ignore[arg-type]
         page = context.new_page()
         page.goto(email_file.as_uri())
         colours[scheme] = page.evaluate(
@@ -113,9 +101,9 @@ def test_email_declares_its_colour_schemes(email_file: Path) -> None:
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_email_has_no_serious_or_critical_axe_violation(
-    browser: Browser, email_file: Path, scheme: str
+    chromium: Browser, email_file: Path, scheme: str
 ) -> None:
-    context = browser.new_context(color_scheme=scheme)  # type: ignore[arg-type]
+    context = chromium.new_context(color_scheme=scheme)  # type: ignore[arg-type]
     page = context.new_page()
     page.goto(email_file.as_uri())
     assert blocking_violations(page) == []

@@ -6,11 +6,10 @@ Screenshots are kept in test-artifacts/ (gitignored) for a person to look at.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -22,15 +21,6 @@ from tests.support.services import seeds_folder
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ARTIFACTS
 SAMPLE = SAMPLE_COMPARISONS
 WIDTHS = (375, 640)
@@ -67,16 +57,6 @@ HOSTILE_EVENT = {
 }
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (make chromium)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def preview(out: Path, *sources: Path, published_at: str | None = None) -> list[str]:
     """Import `sources`, run `digest preview` over their week; the titles of what got in."""
     runner = CliRunner()
@@ -92,11 +72,11 @@ def preview(out: Path, *sources: Path, published_at: str | None = None) -> list[
         return list(session.scalars(select(Comparison.title).where(~Comparison.retracted)))
 
 
-def check_layout(browser: Browser, html: Path, titles: list[str], name: str) -> None:
+def check_layout(chromium: Browser, html: Path, titles: list[str], name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     dialogs: list[str] = []
     for width in WIDTHS:
-        page = browser.new_page(viewport={"width": width, "height": 800})
+        page = chromium.new_page(viewport={"width": width, "height": 800})
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.goto(html.as_uri())
         shot = ARTIFACTS / f"{name}-{width}.png"
@@ -120,19 +100,19 @@ def check_layout(browser: Browser, html: Path, titles: list[str], name: str) -> 
 
 
 def test_sample_digest_fits_375_and_640_pixels_with_every_title_visible(
-    pg: str, browser: Browser, tmp_path: Path
+    pg: str, chromium: Browser, tmp_path: Path
 ) -> None:
     hostile = tmp_path / "hostile.ndjson"
     hostile.write_text(json.dumps(HOSTILE_EVENT) + "\n", encoding="utf-8")
     titles = preview(tmp_path / "out", SAMPLE, hostile)
     assert HOSTILE_TITLE in titles and len(titles) >= 10
-    check_layout(browser, tmp_path / "out" / "digest.html", titles, "email-sample")
+    check_layout(chromium, tmp_path / "out" / "digest.html", titles, "email-sample")
 
 
 def test_seed_pages_digest_fits_375_and_640_pixels_with_every_title_visible(
-    pg: str, browser: Browser, tmp_path: Path
+    pg: str, chromium: Browser, tmp_path: Path
 ) -> None:
     pages = sorted(seeds_folder().glob("*.txt"))
     titles = preview(tmp_path / "out", *pages, published_at="2026-11-20T10:00:00Z")
     assert len(titles) == len(pages)
-    check_layout(browser, tmp_path / "out" / "digest.html", titles, "email-seeds")
+    check_layout(chromium, tmp_path / "out" / "digest.html", titles, "email-seeds")

@@ -7,20 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.support.subscriber_fixtures import find, link, mail, mails_to
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ADDRESS = "journey.reader@example.com"
 
 
@@ -33,19 +25,9 @@ def wait_for_mail(outbox: Path, kind: str):  # type: ignore[no-untyped-def]
     return found[0]
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(java_script_enabled=False)  # the pages work without JS
+def page(chromium: Browser) -> Iterator[Page]:
+    context = chromium.new_context(java_script_enabled=False)  # the pages work without JS
     yield context.new_page()
     context.close()
 

@@ -147,20 +147,37 @@ def release(session: Session, batch_id: int, reason: str) -> BatchStatus | None:
     return BatchStatus.PENDING
 
 
-def cancel_batches(session: Session, batch_ids: list[int]) -> None:
-    """Pending batches of a cancelled digest, and their pending deliveries: `cancelled`."""
-    session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.id.in_(batch_ids), DeliveryBatch.status == BatchStatus.PENDING)
-        .values(status=BatchStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
+def cancel_batches(
+    session: Session, batch_ids: list[int] | None = None, *, digest_id: int | None = None
+) -> tuple[list[int], int]:
+    """Pending batches (these, or all of a digest's) and their pending deliveries: `cancelled`.
+
+    The one way batches are cancelled (an operator's cancel, a task finding its digest
+    cancelled). Returns the ids of the batches cancelled and how many deliveries went with them.
+    """
+    which = (
+        DeliveryBatch.id.in_(batch_ids or [])
+        if digest_id is None
+        else DeliveryBatch.digest_id == digest_id
     )
-    session.execute(
-        update(Delivery)
-        .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.CANCELLED)
-        .execution_options(synchronize_session=False)
+    cancelled = list(
+        session.execute(
+            update(DeliveryBatch)
+            .where(which, DeliveryBatch.status == BatchStatus.PENDING)
+            .values(status=BatchStatus.CANCELLED)
+            .returning(DeliveryBatch.id)
+            .execution_options(synchronize_session=False)
+        ).scalars()
     )
+    deliveries = 0
+    if cancelled:
+        deliveries = session.execute(
+            update(Delivery)
+            .where(Delivery.batch_id.in_(cancelled), Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    return cancelled, deliveries
 
 
 def fail_addresses(session: Session, batch_id: int, named: dict[str, str]) -> None:

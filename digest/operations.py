@@ -15,6 +15,7 @@ from typing import Literal
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from digest.batch_ledger import cancel_batches
 from digest.ledger_counts import count_by_status
 from digest.progress import DigestNotFound
 from digest.progress import digest_status as digest_status  # re-exported for existing callers
@@ -73,22 +74,7 @@ def cancel_digest(session: Session, digest_id: int) -> Cancelled:
         digest.status = DigestStatus.CANCELLED
         digest.status_reason = "cancelled by an operator"
         digest.finished_at = utcnow()
-    cancelled = session.execute(
-        update(DeliveryBatch)
-        .where(DeliveryBatch.digest_id == digest_id, DeliveryBatch.status == BatchStatus.PENDING)
-        .values(status=BatchStatus.CANCELLED)
-        .returning(DeliveryBatch.id)
-        .execution_options(synchronize_session=False)
-    ).scalars()
-    batch_ids = list(cancelled)
-    deliveries = 0
-    if batch_ids:
-        deliveries = session.execute(
-            update(Delivery)
-            .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.CANCELLED)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+    batch_ids, deliveries = cancel_batches(session, digest_id=digest_id)
     in_flight = count_by_status(session, DeliveryBatch, digest_id)[BatchStatus.SENDING]
     return Cancelled(
         digest_id=digest_id,

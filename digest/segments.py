@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from digest.edition_overrides import EditionOverrides
 from digest.plan_items import PlannedItem
 from digest.rendering import Entry, render_alert, render_weekly
 from schema.models import Digest, DigestSegment
@@ -65,14 +66,31 @@ def segment_key(names: list[str]) -> str:
 
 
 def render_weekly_segment(
-    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+    matched: list[PlannedItem],
+    label: str | None,
+    *,
+    archive_url: str | None = None,
+    review: EditionOverrides | None = None,
 ) -> Any:
+    """One segment's weekly email, with the edition's note, subject and preheader if reviewed."""
     entries = [Entry(n, i.comparison, i.explanation) for n, i in enumerate(matched, start=1)]
-    return render_weekly(entries, segment_label=label, archive_url=archive_url)
+    review = review or EditionOverrides()
+    return render_weekly(
+        entries,
+        segment_label=label,
+        archive_url=archive_url,
+        note=review.note,
+        subject=review.subject,
+        preheader=review.preheader,
+    )
 
 
 def render_alert_segment(
-    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+    matched: list[PlannedItem],
+    label: str | None,
+    *,
+    archive_url: str | None = None,
+    review: EditionOverrides | None = None,  # alerts are not reviewed
 ) -> Any:
     return render_alert(matched[0].comparison, matched[0].explanation, archive_url=archive_url)
 

@@ -9,14 +9,15 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import create_engine, inspect, select
 from typer.testing import CliRunner
 
-from digest import edition_review
+from digest import edition_review, migrations
 from digest.cli import app as cli
 from digest.db import reset_caches, session_scope
 from digest.edition_review import EditionError
@@ -27,6 +28,7 @@ from digest.weekly import fire_waves
 from schema.models import Digest, DigestItem, DigestSegment, EditionReview
 from schema.statuses import DigestKind
 from tests.support.recipients import MONDAY, add_subscribers, publish
+from tests.support.services import read_outbox
 
 EDITION = "2026-11-23T09:00:00"  # Monday 09:00 local: Tokyo 00:00, Berlin 08:00, UTC 09:00 UTC
 SUNDAY = MONDAY - timedelta(hours=12)  # when the operator reviews
@@ -434,3 +436,37 @@ def test_cli_bad_input_exits_2_naming_the_field_and_changes_nothing(week: None) 
     assert result.exit_code == 2  # type: ignore[attr-defined]
     assert "subject:" in output(result)
     assert review_row() is None
+
+
+def test_cli_test_copy_sends_the_reviewed_edition_to_one_address(
+    week: None, redis_url: str, eager_tasks: None, outbox: Path
+) -> None:
+    run("exclude", "quillmate-vs-parsewell")
+    run("subject", "Reviewed for you")
+    run("note", "A word from the editors.")
+    result = run("test-copy", "--to", "operator@example.com")
+    assert result.exit_code == 0, output(result)  # type: ignore[attr-defined]
+    [message] = read_outbox(outbox)
+    assert message["To"].endswith("operator@example.com")
+    assert message["Subject"] == "[Test] Reviewed for you"
+    body = message.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert "A word from the editors." in body and "Quillmate" not in body
+    assert edition_digests() == []
+
+
+# --- the migration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_migration_0008_adds_and_drops_edition_reviews(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue(backend)
+    migrations.downgrade(url, "0007_digest_edition")
+    engine = create_engine(url)
+    assert "edition_reviews" not in inspect(engine).get_table_names()
+    engine.dispose()
+    migrations.upgrade(url, "head")
+    engine = create_engine(url)
+    assert "edition_reviews" in inspect(engine).get_table_names()
+    engine.dispose()

@@ -63,15 +63,21 @@ class EditionOverrides:
         )
 
 
-def overrides_for(session: Session, edition: str | None) -> EditionOverrides:
-    """The edition's overrides as stored now (empty when nobody reviewed it)."""
+def overrides_for(session: Session, edition: str | None, *, lock: bool = False) -> EditionOverrides:
+    """The edition's overrides as stored now (empty when nobody reviewed it).
+
+    The first wave reads them with `lock`: an operator's edit (which locks the row too) then
+    either lands before the wave is planned, or waits and finds the edition fired.
+    """
     if not edition:
         return EditionOverrides()
-    return EditionOverrides.from_row(session.get(EditionReview, edition))
+    return EditionOverrides.from_row(session.get(EditionReview, edition, with_for_update=lock))
 
 
-def is_approved(session: Session, edition: str) -> bool:
-    row = session.get(EditionReview, edition)
+def is_approved(session: Session, edition: str, *, lock: bool = False) -> bool:
+    """Whether someone approved the edition; beat asks with `lock`, so the approval cannot be
+    withdrawn by an edit between this answer and the wave's plan."""
+    row = session.get(EditionReview, edition, with_for_update=lock)
     return row is not None and row.approved_at is not None
 
 

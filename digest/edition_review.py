@@ -165,11 +165,15 @@ def _comparison(session: Session, edition: str, slug: str, now: datetime) -> Com
 
 
 def _open_row(session: Session, edition: str) -> EditionReview:
-    """The edition's review row, locked, created when new; refused once a wave has fired."""
+    """The edition's review row, locked, created when new; refused once a wave has fired.
+
+    The lock comes before the check: a first wave being planned holds the row (planning reads
+    it locked), so an edit waits for it and then sees the edition fired.
+    """
     edition = parse_edition(edition)
+    row = session.get(EditionReview, edition, with_for_update=True)
     if fired_editions(session, {edition}):
         raise EditionError("edition", f"{edition} has already fired; it can no longer change")
-    row = session.get(EditionReview, edition, with_for_update=True)
     if row is None:
         row = EditionReview(edition=edition, pinned=[], excluded=[])
         session.add(row)

@@ -206,7 +206,7 @@ def _review(session: Session, digest: Digest, leader: Digest | None) -> EditionO
     if leader is not None:
         overrides = frozen_overrides(leader) or EditionOverrides()
     elif digest.kind == DigestKind.WEEKLY:
-        overrides = overrides_for(session, digest.edition)
+        overrides = overrides_for(session, digest.edition, lock=True)
     else:
         return frozen_overrides(digest)
     freeze(digest, overrides)

@@ -40,7 +40,7 @@ def fire_waves(session: Session, now: datetime) -> list[PlanReport]:
         if session.scalar(select(Digest.id).where(Digest.slot_key == wave.key)) is not None:
             continue
         edition = edition_of(wave.slot)
-        if approval and not is_approved(session, edition):
+        if approval and not is_approved(session, edition, lock=True):
             log.info("slot %s waits for the approval of edition %s", wave.key, edition)
             continue
         savepoint = session.begin_nested()

@@ -1,9 +1,10 @@
 """`digest edition`: review the week's edition before the beat sends it (digest/edition_review.py).
 
 `show` (the ranking with each comparison's explanation and the formula's terms), `pin`,
-`exclude`, `restore`, `note`, `subject`, `preheader`, `approve` and `test-copy`. Every verb acts
-on the next edition unless `--edition` names another; every change is made as actor "cli" and
-printed as what changed (the same `Change` the console will write to its audit log).
+`exclude`, `restore`, `note`, `subject`, `preheader`, `approve`, `emails` (each segment's email
+and its size against the budget) and `test-copy`. Every verb acts on the next edition unless
+`--edition` names another; every change is made as actor "cli" and printed as what changed (the
+same `Change` the console will write to its audit log).
 """
 
 from __future__ import annotations
@@ -226,3 +227,42 @@ def test_copy_command(
     print_plan(report)
     if report.batch_ids:
         dispatch_or_exit(report.batch_ids, f"test copy {report.digest_id} is planned")
+
+
+@edition_app.command("emails")
+def emails_command(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write each segment's .html and .txt here")
+    ] = None,
+    edition: EditionOption = None,
+) -> None:
+    """Each segment's email as it would go, and its size against the byte budget."""
+    from datetime import UTC, datetime
+
+    from digest.edition_emails import EmailPreview, preview_emails
+
+    def read(session: Session, chosen: str) -> list[EmailPreview]:
+        return preview_emails(session, chosen, datetime.now(UTC))
+
+    previews = _run(read, edition)
+    table = Table(title="emails by segment")
+    for column in ("segment", "subscribers", "items", "in full", "bytes", "subject"):
+        table.add_column(column)
+    for n, p in enumerate(previews, start=1):
+        table.add_row(
+            p.label or p.key,
+            str(p.subscribers),
+            str(p.items),
+            str(p.full),
+            f"{p.size:,}" + (" (over)" if p.size > p.budget else ""),
+            p.subject,
+        )
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"segment-{n}.html").write_text(p.html, encoding="utf-8")
+            (out / f"segment-{n}.txt").write_text(p.text, encoding="utf-8")
+    console.print(table)
+    if previews:
+        console.print(f"budget: {previews[0].budget:,} bytes (DIGEST_EMAIL_MAX_BYTES)")
+    else:
+        console.print("no comparisons yet: nothing would be sent")

@@ -470,3 +470,36 @@ def test_migration_0008_adds_and_drops_edition_reviews(
     engine = create_engine(url)
     assert "edition_reviews" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+# --- the emails before they go ------------------------------------------------------------------
+
+
+def test_email_previews_are_the_segments_planning_will_render(week: None) -> None:
+    from digest.edition_emails import preview_emails
+
+    act(edition_review.exclude, "quillmate-vs-parsewell")
+    act(edition_review.set_note, "Read <this> first.")
+    with session_scope() as session:
+        previews = preview_emails(session, EDITION, SUNDAY)
+    assert previews[0].key == "all"
+    by_key = {p.key: p for p in previews}
+    for preview in previews:
+        assert "Quillmate" not in preview.html
+        assert "Read &lt;this&gt; first." in preview.html
+        assert 0 < preview.size <= preview.budget
+    digests = fire_edition()
+    planned = {s.segment_key: shown(s) for s in segments_of(digests)}
+    assert set(planned) <= set(by_key)
+    for key, order in planned.items():
+        assert order == shown(by_key[key]), key  # type: ignore[arg-type]
+    assert by_key["categories:design"].subscribers == 1
+
+
+def test_cli_emails_writes_each_segment_and_its_size(week: None, tmp_path: Path) -> None:
+    result = run("emails", "--out", str(tmp_path))
+    assert result.exit_code == 0, output(result)  # type: ignore[attr-defined]
+    budget = f"budget: {get_settings().email_max_bytes:,} bytes"
+    assert budget in output(result)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "segment-1.html" in files and "segment-1.txt" in files

@@ -112,6 +112,7 @@ class TestCopy:
     digest_id: int
     to: str
     items: int
+    actor: str  # who asked, for the audit log
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -148,13 +149,17 @@ def _note(text: str | None) -> str | None:
     return text
 
 
-def _comparison(session: Session, edition: str, slug: str, now: datetime) -> Comparison:
-    """A comparison of this edition, by slug."""
+def _comparison(
+    session: Session, edition: str, slug: str, now: datetime, *, in_edition: bool
+) -> Comparison:
+    """A comparison by slug; with `in_edition`, one the edition would collect now."""
     slug = (slug or "").strip()
     comparison = session.scalar(select(Comparison).where(Comparison.slug == slug))
     if comparison is None:
         raise EditionError("slug", f"no comparison {slug[:100]!r}")
-    if comparison.id not in {c.id for c in edition_candidates(session, edition, now)}:
+    if in_edition and comparison.id not in {
+        c.id for c in edition_candidates(session, edition, now)
+    }:
         raise EditionError(
             "slug", f"{slug!r} is not among edition {edition}'s comparisons (see `edition show`)"
         )
@@ -221,7 +226,8 @@ def _move(
     """Pin (to the end of the pins), exclude, or restore one comparison."""
     actor, now = _actor(actor), _now(now)
     row = _open_row(session, edition)
-    comparison = _comparison(session, row.edition, slug, now)
+    # restoring needs no place in the edition (a pinned comparison may have been retracted since)
+    comparison = _comparison(session, row.edition, slug, now, in_edition=action != "restore")
     before = _snapshot(row, action)
     pinned = [i for i in row.pinned or [] if i != comparison.id]
     excluded = [i for i in row.excluded or [] if i != comparison.id]
@@ -375,4 +381,4 @@ def request_test_copy(
     digest.options = {**(digest.options or {}), "edition": slot.edition, "requested_by": actor}
     freeze(digest, overrides)
     session.flush()
-    return TestCopy(slot.edition, digest.id, to, len(preview.items))
+    return TestCopy(slot.edition, digest.id, to, len(preview.items), actor)

@@ -2,8 +2,9 @@
 
 A weekly wave collects the window's comparisons (digest/collect.py) and ranks them
 (digest/ranking.py); a later wave of the same edition copies the first wave's items and window
-instead, so every timezone reads the same email; an alert carries its one comparison; an ad hoc
-digest may be limited to some categories.
+instead, so every timezone reads the same email. A weekly edition's (and its test copy's)
+ranking then follows the operator's pins and exclusions (digest/edition_overrides.py); an
+alert carries its one comparison; an ad hoc digest may be limited to some categories.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.collect import collect_comparisons, weekly_window
+from digest.edition_overrides import EditionOverrides, apply_overrides
 from digest.ranking import RankedComparison, rank_comparisons
 from schema.models import Comparison, Digest, DigestItem
 from schema.statuses import DigestKind
@@ -58,8 +60,14 @@ def _freeze(session: Session, digest: Digest, ranked: list[RankedComparison]) ->
     return items
 
 
-def collect_items(session: Session, digest: Digest, now: datetime) -> list[PlannedItem]:
-    """Choose, rank and freeze the digest's comparisons."""
+def collect_items(
+    session: Session,
+    digest: Digest,
+    now: datetime,
+    overrides: EditionOverrides | None = None,
+) -> list[PlannedItem]:
+    """Choose, rank and freeze the digest's comparisons (a weekly edition's, or a test copy of
+    one, in the order its `overrides` say)."""
     options = digest.options or {}
     if digest.kind == DigestKind.ALERT:
         comparison = session.get(Comparison, options["comparison_id"])
@@ -69,6 +77,10 @@ def collect_items(session: Session, digest: Digest, now: datetime) -> list[Plann
         since, _ = weekly_window(session, until)
         digest.window_start, digest.window_end = since, until
         chosen = collect_comparisons(session, since, until, kind=DigestKind.WEEKLY)
+    elif options.get("edition"):  # a test copy of a weekly edition: what its wave would pick
+        chosen = collect_comparisons(
+            session, digest.window_start, digest.window_end, kind=DigestKind.WEEKLY
+        )
     else:
         chosen = collect_comparisons(
             session, digest.window_start, digest.window_end, kind=DigestKind.ADHOC
@@ -76,7 +88,10 @@ def collect_items(session: Session, digest: Digest, now: datetime) -> list[Plann
         wanted = {c.casefold() for c in options.get("segments") or []}
         if wanted:
             chosen = [c for c in chosen if categories_of(c) & wanted]
-    return _freeze(session, digest, rank_comparisons(chosen))
+    ranked = rank_comparisons(chosen)
+    if overrides is not None:
+        ranked = apply_overrides(ranked, overrides)
+    return _freeze(session, digest, ranked)
 
 
 def copy_items(session: Session, digest: Digest, leader: Digest) -> list[PlannedItem]:

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from digest.addresses import is_suppressed
 from digest.archive import archive_url
 from digest.db import session_scope
+from digest.edition_overrides import EditionOverrides, freeze, frozen_overrides, overrides_for
 from digest.editions import edition_renders, mailed_in, other_waves
 from digest.ledger_writer import LedgerWriter
 from digest.plan_items import PlannedItem, collect_items, copy_items
@@ -198,15 +199,30 @@ def _window_text(digest: Digest) -> str:
     )
 
 
+def _review(session: Session, digest: Digest, leader: Digest | None) -> EditionOverrides | None:
+    """The operator's overrides this digest is planned with, frozen on it: the edition's first
+    wave reads the table, later waves the first wave's copy, a test copy what it froze when it
+    was requested; None for a digest that is no edition's."""
+    if leader is not None:
+        overrides = frozen_overrides(leader) or EditionOverrides()
+    elif digest.kind == DigestKind.WEEKLY:
+        overrides = overrides_for(session, digest.edition, lock=True)
+    else:
+        return frozen_overrides(digest)
+    freeze(digest, overrides)
+    return overrides
+
+
 def _new_planner(session: Session, digest: Digest, now: datetime) -> _Planner:
     """Freeze the items (the edition leader's, if this wave has one) and set up the planner."""
     waves = other_waves(session, digest)
     leader = waves[0] if waves else None
+    review = _review(session, digest, leader)
     if leader is not None:
         items = copy_items(session, digest, leader)
         digest.subject, digest.preheader = leader.subject, leader.preheader
     else:
-        items = collect_items(session, digest, now)
+        items = collect_items(session, digest, now, review)
     alert = digest.kind == DigestKind.ALERT
     return _Planner(
         session,
@@ -216,6 +232,7 @@ def _new_planner(session: Session, digest: Digest, now: datetime) -> _Planner:
         renderer=partial(
             render_alert_segment if alert else render_weekly_segment,
             archive_url=archive_url(digest),
+            review=review,
         ),
         inherited=edition_renders(session, waves) if leader is not None else {},
         earlier_waves=[wave.id for wave in waves],

@@ -156,20 +156,38 @@ def weekly_preheader(entries: Sequence[Entry]) -> str:
     return header_safe(shorten("; ".join(parts), PREHEADER_MAX))
 
 
+def note_paragraphs(note: str | None) -> list[str]:
+    """An editor's note as paragraphs (split on blank lines), each on one line; markup stays
+    text because the templates escape it."""
+    if not note:
+        return []
+    blocks = re.split(r"\n[ \t]*\n", note.replace("\r\n", "\n").replace("\r", "\n"))
+    return [" ".join(block.split()) for block in blocks if block.strip()]
+
+
 def render_weekly(
     entries: Sequence[Entry],
     *,
     segment_label: str | None = None,
     archive_url: str | None = None,
+    note: str | None = None,
+    subject: str | None = None,
+    preheader: str | None = None,
 ) -> RenderedEmail:
     """The weekly digest for one segment, within `DIGEST_EMAIL_MAX_BYTES`; recipients' values
     stay placeholders, filled at send time. Compiled once when the week fits (the usual case);
     otherwise the lowest-ranked comparisons go compact, then to the web (digest/email_budget.py).
+    An editor's `note` is shown above the items; `subject`/`preheader` replace the generated
+    ones (an edition's overrides, digest/edition_overrides.py).
     """
     if not entries:
         raise ValueError("entries: a weekly digest needs at least one comparison")
     settings = get_settings()
-    subject, preheader = weekly_subject(entries), weekly_preheader(entries)
+    subject = header_safe(shorten(subject, SUBJECT_MAX)) if subject else weekly_subject(entries)
+    preheader = (
+        header_safe(shorten(preheader, PREHEADER_MAX)) if preheader else weekly_preheader(entries)
+    )
+    paragraphs = note_paragraphs(note)
     keys = Placeholders.fresh()
     views = [entry_view(e.rank, e.comparison, e.explanation) for e in entries]
     online = archive_url or f"{settings.public_url.rstrip('/')}/archive"
@@ -181,6 +199,7 @@ def render_weekly(
             subject=subject,
             preheader=preheader,
             segment_label=shorten(segment_label, 80) if segment_label else None,
+            note=paragraphs,
             total=len(views),
             entries=views[: shown.full],
             compact=[compact_view(v) for v in views[shown.full : shown.full + shown.compact]],

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from digest.edition_overrides import EditionOverrides
 from digest.plan_items import PlannedItem
 from digest.rendering import Entry, render_alert, render_weekly
 from schema.models import Digest, DigestSegment
@@ -65,16 +66,64 @@ def segment_key(names: list[str]) -> str:
 
 
 def render_weekly_segment(
-    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+    matched: list[PlannedItem],
+    label: str | None,
+    *,
+    archive_url: str | None = None,
+    review: EditionOverrides | None = None,
 ) -> Any:
+    """One segment's weekly email, with the edition's note, subject and preheader if reviewed."""
     entries = [Entry(n, i.comparison, i.explanation) for n, i in enumerate(matched, start=1)]
-    return render_weekly(entries, segment_label=label, archive_url=archive_url)
+    review = review or EditionOverrides()
+    return render_weekly(
+        entries,
+        segment_label=label,
+        archive_url=archive_url,
+        note=review.note,
+        subject=review.subject,
+        preheader=review.preheader,
+    )
 
 
 def render_alert_segment(
-    matched: list[PlannedItem], label: str | None, *, archive_url: str | None = None
+    matched: list[PlannedItem],
+    label: str | None,
+    *,
+    archive_url: str | None = None,
+    review: EditionOverrides | None = None,  # alerts are not reviewed
 ) -> Any:
     return render_alert(matched[0].comparison, matched[0].explanation, archive_url=archive_url)
+
+
+def display_names(items: list[PlannedItem]) -> dict[str, str]:
+    """Case-folded category -> its name as the items spell it."""
+    return {
+        n.casefold(): n
+        for i in items
+        for n in (i.comparison.category, *(t.category for t in i.comparison.tools))
+        if n
+    }
+
+
+def match_segment(
+    items: list[PlannedItem],
+    preferences: tuple[str, ...],
+    display: dict[str, str] | None = None,
+    all_categories: frozenset[str] | None = None,
+) -> tuple[str, str | None, list[PlannedItem]] | str:
+    """(key, label, matched items) of a subscriber's categories, or the label of a segment no
+    item matches. Shared by planning and the edition's email previews."""
+    display = display if display is not None else display_names(items)
+    if all_categories is None:
+        all_categories = frozenset().union(*(i.categories for i in items))
+    wanted = {p.casefold() for p in preferences if p}
+    matched = [i for i in items if not wanted or i.categories & wanted]
+    if not matched:
+        return " · ".join(sorted(p for p in preferences if p)) or ALL
+    if len(matched) == len(items):
+        return ALL, None, matched
+    names = sorted(display[c] for c in wanted & all_categories)
+    return segment_key(names), " · ".join(names), matched
 
 
 class Segments:
@@ -93,12 +142,7 @@ class Segments:
         self.renderer = renderer
         self.inherited = inherited  # renders of an earlier wave of the same edition, by key
         self.all_categories = frozenset().union(*(i.categories for i in items))
-        self.display = {
-            n.casefold(): n
-            for i in items
-            for n in (i.comparison.category, *(t.category for t in i.comparison.tools))
-            if n
-        }
+        self.display = display_names(items)
         self.by_preferences: dict[tuple[str, ...], OpenSegment | str] = {}
         self.open: dict[str, OpenSegment] = {}
         self.renders = 0
@@ -112,15 +156,10 @@ class Segments:
         return found
 
     def _segment(self, preferences: tuple[str, ...]) -> OpenSegment | str:
-        wanted = {p.casefold() for p in preferences if p}
-        matched = [i for i in self.items if not wanted or i.categories & wanted]
-        if not matched:
-            return " · ".join(sorted(p for p in preferences if p)) or ALL
-        if len(matched) == len(self.items):
-            key, label = ALL, None
-        else:
-            names = sorted(self.display[c] for c in wanted & self.all_categories)
-            key, label = segment_key(names), " · ".join(names)
+        found = match_segment(self.items, preferences, self.display, self.all_categories)
+        if isinstance(found, str):
+            return found
+        key, label, matched = found
         segment = self.open.get(key)
         if segment is None:
             segment = self._new_segment(key, label, matched)

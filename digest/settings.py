@@ -134,6 +134,8 @@ class Settings(BaseSettings):
     weekly_cron: str = "0 9 * * 1"  # minute hour day-of-month month day-of-week
     # A weekly slot missed while beat was down still fires (once) if it is at most this old.
     weekly_grace_hours: float = Field(default=24.0, gt=0)
+    # "required": a weekly wave fires only once its edition is approved (digest/edition_review.py)
+    weekly_approval: Literal["auto", "required"] = "auto"
     beat_interval: float = Field(default=60.0, gt=0, le=3600)  # seconds between beat's checks
     batch_size: int = Field(default=1000, ge=1, le=1000)
 

@@ -14,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.db import session_scope
+from digest.edition_overrides import is_approved
 from digest.planning import PlanReport, plan_digest
 from digest.schedule import due_waves, edition_of
+from digest.settings import get_settings
 from schema.models import Digest
 from schema.statuses import DigestKind, DigestStatus
 
@@ -28,13 +30,20 @@ def fire_waves(session: Session, now: datetime) -> list[PlanReport]:
     The digest row and its whole plan are one transaction: a concurrent tick inserting the same
     slot key waits on the unique index and then fails with IntegrityError (skipped here), and a
     crash mid-plan leaves nothing behind, so the next tick tries again.
+
+    With `DIGEST_WEEKLY_APPROVAL=required` a wave of an edition nobody approved is not created
+    at all, so a later tick still fires it once approved, while the slot is within the grace.
     """
     reports = []
+    approval = get_settings().weekly_approval == "required"
     for wave in due_waves(session, now):
         if session.scalar(select(Digest.id).where(Digest.slot_key == wave.key)) is not None:
             continue
-        savepoint = session.begin_nested()
         edition = edition_of(wave.slot)
+        if approval and not is_approved(session, edition, lock=True):
+            log.info("slot %s waits for the approval of edition %s", wave.key, edition)
+            continue
+        savepoint = session.begin_nested()
         digest = Digest(
             kind=DigestKind.WEEKLY,
             status=DigestStatus.PLANNED,

@@ -310,6 +310,27 @@ class Digest(Base):
     )
 
 
+class EditionReview(Base):
+    """An operator's review of one weekly edition (digest/edition_review.py), before it is sent.
+
+    Keyed by the edition (`digests.edition`, the slot's local date and time); every wave of the
+    edition reads it through its first wave, which freezes a copy in its options.
+    """
+
+    __tablename__ = "edition_reviews"
+
+    edition: Mapped[str] = mapped_column(String(40), primary_key=True)
+    pinned: Mapped[list[int]] = mapped_column(JSON, default=list)  # comparison ids, pin order
+    excluded: Mapped[list[int]] = mapped_column(JSON, default=list)  # comparison ids
+    note: Mapped[str | None] = mapped_column(Text)  # plain text; paragraphs split on blank lines
+    subject: Mapped[str | None] = mapped_column(String(200))
+    preheader: Mapped[str | None] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[datetime | None]
+    updated_by: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class DigestItem(Base):
     """A comparison frozen into a digest at its rank, with the one-line reason for it."""
 

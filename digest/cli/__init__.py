@@ -2,9 +2,9 @@
 
 One module per command group: `digests` (send, status, cancel, resume, resend-ambiguous, stats,
 process-webhooks), `subscribers` (CSV lists, erasure), `content` (import, preview, event
-schemas) and `service` (db upgrade, serve, demo). Commands import the domain inside their
-function, on purpose: `digest --help` and every command start without loading SQLAlchemy
-models, the renderer or Celery that only some commands need.
+schemas), `service` (db upgrade, serve, demo) and `operators` (console accounts). Commands
+import the domain inside their function, on purpose: `digest --help` and every command start
+without loading SQLAlchemy models, the renderer or Celery that only some commands need.
 
 The commands are registered here, in one table, in the order `digest --help` lists them.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from digest.cli import content, digests, service, subscribers
+from digest.cli import content, digests, operators, service, subscribers
 
 # Plain tracebacks: Rich's would print local variables, and those can hold secrets.
 app = typer.Typer(
@@ -40,5 +40,6 @@ for name, command in (
 app.add_typer(service.db_app, name="db")
 app.add_typer(content.schema_app, name="schema")
 app.add_typer(subscribers.subscribers_app, name="subscribers")
+app.add_typer(operators.operators_app, name="operators")
 
 __all__ = ["app"]

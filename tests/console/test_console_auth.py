@@ -335,3 +335,16 @@ def test_console_pages_carry_a_strict_csp_and_load_only_our_own_script(
 
 def test_public_pages_set_no_cookie(console: TestClient) -> None:
     assert "set-cookie" not in console.get("/").headers
+
+
+def test_refused_sign_ins_are_audited_alike_for_unknown_and_known_addresses(
+    console: TestClient, operator: OperatorAccount
+) -> None:
+    sign_in(console, password="wrong password")
+    sign_in(console, email="nobody@example.com")
+    with session_scope() as session:
+        entries = [(e.actor, e.action) for e in audit.recent(session).entries]
+    assert entries == [
+        ("nobody@example.com", "console.sign-in-refused"),
+        (OPERATOR, "console.sign-in-refused"),
+    ]

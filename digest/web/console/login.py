@@ -87,14 +87,16 @@ def login(
     next_path = safe_next(next)
     if not login_csrf_ok(request, csrf_token):
         return _form(login_form_token(request), next_path, 403, "The form expired. Try again.")
-    address = email.strip().lower()
+    address, ip = email.strip().lower(), client_ip(request)
     refused = _too_many(request, address, next_path)
     if refused is not None:
         return refused
     with session_scope() as session:
         operator = verify_login(session, address, password)
-        if operator is not None:
-            audit.record(session, operator.email, "console.sign-in", detail=client_ip(request))
+        if operator is None:  # the same write for an unknown address as for a wrong password
+            audit.record(session, address or "(blank)", "console.sign-in-refused", None, ip)
+        else:
+            audit.record(session, operator.email, "console.sign-in", detail=ip)
             operator_id, key = operator.id, operator.session_key
     if operator is None:
         return _form(csrf_token, next_path, 400, FAILED)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 from playwright.sync_api import Browser, Page
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from digest.cli import app as cli
 from digest.db import session_scope
-from schema.models import Digest
+from schema.models import DeliveryBatch, Digest
 from tests.support.accessibility import blocking_violations
 from tests.support.console_fixtures import PASSWORD
 from tests.support.paths import ARTIFACTS
@@ -65,14 +66,21 @@ def test_sign_in_open_the_dashboard_and_a_digest_and_cancel_it(
     assert page.evaluate("typeof htmx") == "object"  # our own copy, allowed by script-src 'self'
     page.get_by_role("link", name="Digests", exact=True).click()
     digest_path = console_world["digest"]
+    digest_id = int(digest_path.rsplit("/", 1)[1])
     page.locator(f'a[href="{digest_path}"]').first.click()
     page.wait_for_url(f"**{digest_path}")
     assert page.get_by_text("0 of 3 recipients done").is_visible()
+    with session_scope() as session:  # a worker finishes the first batch of two recipients
+        first = session.scalars(
+            select(DeliveryBatch).where(DeliveryBatch.digest_id == digest_id).order_by("seq")
+        ).first()
+        first.status = "sent"
+    page.get_by_text("2 of 3 recipients done").wait_for(timeout=10_000)  # htmx polled, no reload
     page.get_by_role("button", name="Cancel this digest").click()
     page.wait_for_url(lambda url: url.endswith("notice=cancelled"))
     assert page.get_by_text("Cancelled: pending batches").is_visible()
     with session_scope() as session:
-        assert session.get(Digest, int(digest_path.rsplit("/", 1)[1])).status == "cancelled"
+        assert session.get(Digest, digest_id).status == "cancelled"
     page.get_by_role("link", name="Audit").click()
     assert page.get_by_role("cell", name="digest.cancelled").is_visible()
     assert blocked == []

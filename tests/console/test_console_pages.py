@@ -193,3 +193,21 @@ def test_audit_page_numbers_out_of_range_are_clamped(signed_in: TestClient) -> N
 def test_an_unknown_digest_is_404(signed_in: TestClient) -> None:
     assert signed_in.get("/console/digests/999999").status_code == 404
     assert _post(signed_in, "/console/digests/999999/cancel").status_code == 404
+
+
+def test_dashboard_shows_the_latest_weekly_editions_waves(signed_in: TestClient) -> None:
+    with session_scope() as session:
+        for zone, status in (("Europe/Berlin", "sent"), ("America/New_York", "sending")):
+            session.add(
+                Digest(
+                    kind="weekly",
+                    status=status,
+                    edition="2026-11-30T09:00:00",
+                    slot_key=f"2026-11-30T09:00:00@{zone}",
+                    options={"timezone": zone},
+                )
+            )
+    page = signed_in.get("/console").text
+    assert "Edition 2026-11-30T09:00:00: 2 wave(s)" in page
+    assert 'Europe/Berlin</a>: <span class="status status-sent">sent' in page
+    assert "America/New_York" in page

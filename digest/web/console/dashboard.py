@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from digest.attention import Attention, needs_a_person
 from digest.db import session_scope
+from digest.editions import other_waves
 from digest.progress import DigestReport, SendingProgress, recent_digests, sending_progress
 from digest.schedule import next_waves
 from digest.stats import DigestStats, digest_stats
 from digest.web.console.views import Signed, render, signed_in
-from schema.models import utcnow
-from schema.statuses import DigestStatus
+from schema.models import Digest, utcnow
+from schema.statuses import DigestKind, DigestStatus
 
 router = APIRouter(tags=["console"], include_in_schema=False, dependencies=[Depends(signed_in)])
 RECENT = 50  # digests looked at for "sending now" and "needs a person"
@@ -27,6 +28,36 @@ class WaveSlot:
     timezone: str
     local: str
     utc: str
+
+
+@dataclass(frozen=True)
+class EditionWave:
+    digest_id: int
+    timezone: str
+    status: str
+    recipients: int
+
+
+@dataclass(frozen=True)
+class EditionState:
+    edition: str
+    waves: list[EditionWave]
+
+
+def _latest_edition(session: Session, reports: list[DigestReport]) -> EditionState | None:
+    """The newest weekly edition's waves (digest/editions.py finds the others)."""
+    weekly = next((r for r in reports if r.kind == DigestKind.WEEKLY), None)
+    digest = session.get(Digest, weekly.id) if weekly else None
+    if digest is None or not digest.edition:
+        return None
+    waves = sorted([digest, *other_waves(session, digest)], key=lambda d: d.id)
+    return EditionState(
+        digest.edition,
+        [
+            EditionWave(d.id, (d.options or {}).get("timezone", "?"), d.status, d.recipients)
+            for d in waves
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,7 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
             (r, digest_stats(session, r.id)) for r in reports[:10]
         ]
         attention: list[Attention] = needs_a_person(reports, now)
+        edition = _latest_edition(session, reports)
     return render(
         "dashboard.html",
         signed,
@@ -69,6 +101,7 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
         sending=sending,
         last=last,
         attention=attention,
+        edition=edition,
     )
 
 

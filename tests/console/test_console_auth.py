@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
@@ -348,3 +348,20 @@ def test_refused_sign_ins_are_audited_alike_for_unknown_and_known_addresses(
         ("nobody@example.com", "console.sign-in-refused"),
         (OPERATOR, "console.sign-in-refused"),
     ]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(email=st.text(max_size=400), password=st.text(max_size=300), target=st.text(max_size=100))
+def test_any_sign_in_form_is_answered_without_a_5xx_and_signs_nobody_in(
+    console: TestClient, operator: OperatorAccount, email: str, password: str, target: str
+) -> None:
+    token = csrf_in(console.get("/console/login").text)
+    answer = console.post(
+        "/console/login",
+        data={"email": email, "password": password, "csrf_token": token, "next": target},
+        follow_redirects=False,
+    )
+    assert answer.status_code in (400, 422, 429)
+    assert COOKIE not in console.cookies

@@ -39,10 +39,10 @@ def record(
 ) -> None:
     session.add(
         AuditEntry(
-            actor=actor[:320],
-            action=action[:60],
-            target=target[:200] if target else None,
-            detail=detail,
+            actor=_printable(actor)[:320],
+            action=_printable(action)[:60],
+            target=_printable(target)[:200] if target else None,
+            detail=_printable(detail) if detail else None,
         )
     )
     session.flush()
@@ -63,3 +63,8 @@ def recent(session: Session, page: int = 1, per_page: int = PAGE_SIZE) -> AuditP
         AuditRecord(e.id, e.at.isoformat(), e.actor, e.action, e.target, e.detail) for e in rows
     ]
     return AuditPage(entries, page, pages, total)
+
+
+def _printable(text: str) -> str:
+    """Typed text (a sign-in address) may hold control characters; NUL cannot be stored."""
+    return "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in text)

@@ -45,9 +45,13 @@ def _dummy_hash() -> str:
 
 def normalise_email(email: str) -> str:
     address = email.strip().lower()
-    if "@" not in address or len(address) > 320 or any(c.isspace() for c in address):
+    if not _plausible(address) or any(c.isspace() for c in address):
         raise OperatorError(f"{email!r} is not an email address")
     return address
+
+
+def _plausible(address: str) -> bool:
+    return "@" in address and len(address) <= 320 and address.isprintable()
 
 
 def _check_password(password: str) -> None:
@@ -92,7 +96,9 @@ def remove_operator(session: Session, email: str) -> bool:
 def verify_login(session: Session, email: str, password: str) -> Operator | None:
     """The operator if the password is theirs; None otherwise, after the same Argon2 work."""
     address = email.strip().lower()
-    operator = session.scalar(select(Operator).where(Operator.email == address))
+    operator = None
+    if _plausible(address):  # anything else has no account (and NUL cannot reach PostgreSQL)
+        operator = session.scalar(select(Operator).where(Operator.email == address))
     if len(password) > MAX_PASSWORD_LENGTH:
         password = ""  # still hashed below: a long password costs no more than a short one
     stored = operator.password_hash if operator is not None else _dummy_hash()

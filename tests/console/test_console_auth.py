@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
@@ -354,6 +354,8 @@ def test_refused_sign_ins_are_audited_alike_for_unknown_and_known_addresses(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(email=st.text(max_size=400), password=st.text(max_size=300), target=st.text(max_size=100))
+@example(email="\x00", password="\x00", target="\x00")  # found by this test: NUL reached SQL
+@example(email="ops@example.com\x00", password=PASSWORD, target="/console\r\n")
 def test_any_sign_in_form_is_answered_without_a_5xx_and_signs_nobody_in(
     console: TestClient, operator: OperatorAccount, email: str, password: str, target: str
 ) -> None:

@@ -34,7 +34,7 @@ class RecipientTrace:
 def find_recipient(session: Session, digest_id: int, address: str) -> list[RecipientTrace]:
     """The digest's deliveries to `address` (case-insensitive, exact), each with its events."""
     needle = address.strip().lower()
-    if not needle:
+    if not needle or not needle.isprintable():  # no stored address has control characters
         return []
     rows = session.execute(
         select(Delivery, DeliveryBatch)

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, update
 
 from digest import audit
@@ -211,3 +213,17 @@ def test_dashboard_shows_the_latest_weekly_editions_waves(signed_in: TestClient)
     assert "Edition 2026-11-30T09:00:00: 2 wave(s)" in page
     assert 'Europe/Berlin</a>: <span class="status status-sent">sent' in page
     assert "America/New_York" in page
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(address=st.text(max_size=400))
+@example(address="\x00")
+def test_any_ledger_search_is_answered_without_a_5xx(signed_in: TestClient, address: str) -> None:
+    with session_scope() as session:
+        digest_id = (
+            session.scalar(select(Digest.id)) or sent_digest(session, ["a@b.example"]).digest_id
+        )
+    answer = signed_in.get(f"/console/digests/{digest_id}", params={"address": address})
+    assert answer.status_code == 200

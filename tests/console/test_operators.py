@@ -121,3 +121,15 @@ def test_audit_pages_are_newest_first(pg: str) -> None:
     assert [e.action for e in first.entries] == [f"action.{n}" for n in (6, 5, 4, 3, 2)]
     assert [e.action for e in second.entries] == ["action.1", "action.0"]
     assert (first.pages, first.total) == (2, 7)
+
+
+def test_operators_work_on_the_embedded_default_too(sqlite: str) -> None:
+    added = runner.invoke(
+        app, ["operators", "add", "you@example.com", "--password-stdin"], input=PASSWORD + "\n"
+    )
+    assert added.exit_code == 0, added.output
+    with session_scope() as session:
+        assert verify_login(session, "you@example.com", PASSWORD) is not None
+    assert runner.invoke(app, ["operators", "remove", "you@example.com"]).exit_code == 0
+    with session_scope() as session:
+        assert list_operators(session) == []

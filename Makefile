@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install axe demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks soak chromium clean
+.PHONY: install axe vendor demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks soak chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -74,3 +74,10 @@ soak: $(STAMP)
 
 clean:
 	rm -rf var test-artifacts .pytest_cache
+
+# The console's vendored htmx (digest/web/static/vendor/README.md): reproduce the committed files.
+vendor:
+	cd digest/web/static/vendor/npm && npm ci --no-audit --no-fund --loglevel=error
+	cp digest/web/static/vendor/npm/node_modules/htmx.org/dist/htmx.min.js digest/web/static/vendor/htmx.min.js
+	cp digest/web/static/vendor/npm/node_modules/htmx.org/LICENSE digest/web/static/vendor/htmx.LICENSE
+	rm -rf digest/web/static/vendor/npm/node_modules

@@ -15,4 +15,5 @@ pytest_plugins = [
     "tests.support.subscriber_fixtures",
     "tests.support.webhook_fixtures",
     "tests.support.browser",
+    "tests.support.console_fixtures",
 ]

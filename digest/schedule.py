@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from digest.cron import last_slot, parse_cron
+from digest.cron import last_slot, next_slot, parse_cron
 from digest.settings import get_settings
 from schema.models import Subscriber
 from schema.statuses import Frequency, SubscriberStatus
@@ -88,4 +88,13 @@ def due_waves(session: Session, now: datetime) -> list[Wave]:
         slot = last_slot(cron, now, ZoneInfo(name))
         if now - slot <= grace:
             waves.append(Wave(name, slot))
+    return sorted(waves, key=lambda w: (w.slot.astimezone(UTC), w.timezone))
+
+
+def next_waves(session: Session, now: datetime) -> list[Wave]:
+    """Each timezone wave's next slot after `now`, earliest first (the console's dashboard)."""
+    cron = parse_cron(get_settings().weekly_cron)
+    waves = [
+        Wave(name, next_slot(cron, now, ZoneInfo(name))) for name in wave_timezones(session)[0]
+    ]
     return sorted(waves, key=lambda w: (w.slot.astimezone(UTC), w.timezone))

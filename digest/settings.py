@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     data_link_minutes: int = Field(default=60, ge=1, le=24 * 60)
     data_link_rate: str = "3/hour"  # data-link emails per subscriber (limits syntax)
 
+    # Operator console (/console): how long a sign-in lasts, and sign-in attempts allowed
+    console_session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    console_login_rate_per_ip: str = "30/minute;300/day"
+    # every attempt counts, right or wrong: nine a minute, the tenth is answered 429
+    console_login_rate_per_account: str = "9/minute;60/hour"
+
     # Scheduling
     timezone: str = "UTC"
     weekly_cron: str = "0 9 * * 1"  # minute hour day-of-month month day-of-week
@@ -159,7 +165,13 @@ class Settings(BaseSettings):
             return [part.strip().rstrip("/") for part in text.split(",") if part.strip()]
         return value
 
-    @field_validator("subscribe_rate_per_ip", "subscribe_rate_per_email", "data_link_rate")
+    @field_validator(
+        "subscribe_rate_per_ip",
+        "subscribe_rate_per_email",
+        "data_link_rate",
+        "console_login_rate_per_ip",
+        "console_login_rate_per_account",
+    )
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:
         from limits import parse_many

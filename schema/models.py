@@ -489,3 +489,33 @@ class EmailEvent(Base):
         Index("ix_email_events_digest_event", "digest_id", "event"),
         Index("ix_email_events_delivery_id", "delivery_id"),
     )
+
+
+class Operator(Base):
+    """A person who may sign in to the console (`digest operators add`).
+
+    `session_key` is in every session cookie: removing the operator (the row goes) or signing
+    out (the key is replaced) ends every session signed with it.
+    """
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    password_hash: Mapped[str] = mapped_column(String(200))
+    session_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """One thing an operator did, and when: who (their address at the time), what, to what."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(60))
+    target: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str | None] = mapped_column(Text)

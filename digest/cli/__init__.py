@@ -2,10 +2,10 @@
 
 One module per command group: `digests` (send, status, cancel, resume, resend-ambiguous, stats,
 process-webhooks), `subscribers` (CSV lists, erasure), `content` (import, preview, event
-schemas), `edition` (review the week's edition before it goes) and `service` (db upgrade,
-serve, demo). Commands import the domain inside their function, on purpose: `digest --help` and
-every command start without loading SQLAlchemy models, the renderer or Celery that only some
-commands need.
+schemas), `edition` (review the week's edition before it goes), `service` (db upgrade, serve,
+demo) and `operators` (console accounts). Commands import the domain inside their function, on
+purpose: `digest --help` and every command start without loading SQLAlchemy models, the renderer
+or Celery that only some commands need.
 
 The commands are registered here, in one table, in the order `digest --help` lists them.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from digest.cli import content, digests, edition, service, subscribers
+from digest.cli import content, digests, edition, operators, service, subscribers
 
 # Plain tracebacks: Rich's would print local variables, and those can hold secrets.
 app = typer.Typer(
@@ -42,5 +42,6 @@ app.add_typer(service.db_app, name="db")
 app.add_typer(content.schema_app, name="schema")
 app.add_typer(subscribers.subscribers_app, name="subscribers")
 app.add_typer(edition.edition_app, name="edition")
+app.add_typer(operators.operators_app, name="operators")
 
 __all__ = ["app"]

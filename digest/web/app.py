@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from digest.settings import get_settings
 from digest.web import (
     admin_api,
+    console,
     health,
     ingest_api,
     log_redaction,
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)
     subscribe_pages.install(app)
+    console.install(app)  # /console: operators' pages (signed session, CSRF)
     settings = get_settings()
     # Guards run before any route reads a body; the last added is the outermost. Order of a
     # request: CORS, bearer token (401 from the headers alone), size (413 from Content-Length or

@@ -1,0 +1,19 @@
+"""The operator console: server-rendered pages under `/console` (README "Console").
+
+Routers are thin: they read through digest/progress.py, digest/stats.py, digest/schedule.py and
+digest/audit.py, and act through digest/operations.py and workers/publish.py — the functions
+the CLI and the admin API use.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from digest.web.console import audit_page, dashboard, digest_pages, login
+
+ROUTERS = (login.router, dashboard.router, digest_pages.router, audit_page.router)
+
+
+def install(app: FastAPI) -> None:
+    for router in ROUTERS:
+        app.include_router(router)

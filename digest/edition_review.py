@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest import audit
 from digest.edition_overrides import EditionOverrides, freeze
 from digest.edition_preview import (
     EditionError,
@@ -82,6 +83,14 @@ class Change:
     @property
     def changed(self) -> bool:
         return self.before != self.after
+
+
+def record_change(session: Session, change: Change) -> None:
+    """Write a change to the audit log (who, what, when, target): the CLI and the console both."""
+    if change.changed:
+        target = f"{change.edition} {change.target}" if change.target else change.edition
+        detail = "approval withdrawn" if change.approval_withdrawn else None
+        audit.record(session, change.actor, f"edition.{change.action}", target, detail)
 
 
 @dataclass(frozen=True)

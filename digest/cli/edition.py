@@ -43,12 +43,15 @@ def _run(fn: Callable[..., Result], edition: str | None) -> Result:
     from datetime import UTC, datetime
 
     from digest.db import session_scope
-    from digest.edition_review import EditionError, next_edition
+    from digest.edition_review import Change, EditionError, next_edition, record_change
 
     try:
         with session_scope() as session:
             chosen = edition or next_edition(session, datetime.now(UTC)).edition
-            return fn(session, chosen)
+            result = fn(session, chosen)
+            if isinstance(result, Change):
+                record_change(session, result)  # the console's audit log shows CLI changes too
+            return result
     except EditionError as exc:
         err.print(f"[red]{exc.field}:[/] {exc.message}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from exc

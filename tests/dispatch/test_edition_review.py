@@ -419,6 +419,18 @@ def test_cli_verbs_change_the_edition_as_the_domain_does(week: None) -> None:
         assert session.get(EditionReview, EDITION).approved_by == "cli"  # type: ignore[union-attr]
 
 
+def test_cli_changes_are_written_to_the_audit_log(week: None) -> None:
+    from digest import audit
+
+    assert run("pin", "latticeflow-vs-cobaltcode").exit_code == 0  # type: ignore[attr-defined]
+    assert run("pin", "latticeflow-vs-cobaltcode").exit_code == 0  # type: ignore[attr-defined]
+    with session_scope() as session:
+        entries = audit.recent(session).entries
+    assert [(e.actor, e.action, e.target) for e in entries] == [
+        ("cli", "edition.pin", f"{EDITION} latticeflow-vs-cobaltcode")
+    ]  # the second pin changed nothing, so it is not logged
+
+
 def test_cli_show_prints_the_ranking_and_its_terms(week: None) -> None:
     result = run("show")
     assert result.exit_code == 0, output(result)  # type: ignore[attr-defined]

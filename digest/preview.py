@@ -44,7 +44,8 @@ def sample_recipient(email: RenderedEmail) -> Recipient:
     return Recipient(
         email=SAMPLE_ADDRESS,
         name=SAMPLE_NAME,
-        substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences),
+        # "preview": vote links that show the page shape but name no reader (they answer 400)
+        substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences, "preview"),
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

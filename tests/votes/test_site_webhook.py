@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from digest import site_events
 from digest.db import reset_caches, session_scope
+from digest.event_schemas import SCHEMA_DIR
 from schema.models import SiteEvent
 from tests.support.votes import (
     SLUGS,
@@ -66,6 +69,9 @@ def test_each_new_or_changed_verdict_reaches_the_site_signed(
     assert all(verify(SECRET, got) for got in receiver.received)
     first, second = (got.json() for got in receiver.received)
     assert first["type"] == "reader_vote.cast" and first["id"] != second["id"]
+    schema = json.loads((SCHEMA_DIR / "reader_vote.cast.schema.json").read_text())
+    for event in (first, second):
+        jsonschema.validate(event, schema)
     assert first["data"] | {"reader": None} == {
         "slug": SLUGS[0],
         "tool": "Alpha0",
@@ -145,3 +151,21 @@ def test_no_events_without_a_site_url(client: TestClient, outbox: Path) -> None:
         == 200
     )
     assert count_site_events() == 0
+
+
+def test_digest_status_prints_failing_deliveries(
+    client: TestClient, receiver: Receiver, outbox: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from digest.cli import app as cli
+
+    week = send_week()
+    client.post(link_for(html_links(outbox, week.addresses[0]), SLUGS[0], 0, "ship"))
+    with session_scope() as session:
+        session.execute(
+            update(SiteEvent).values(delivered_at=None, attempts=8, last_error="HTTP 503")
+        )
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 0, result.output
+    assert "site webhook: 0 delivered, 1 waiting, 1 failing (last error: HTTP 503)" in result.output

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from digest.collect import collect_comparisons, weekly_window
 from digest.ranking import RankedComparison, rank_comparisons
+from digest.votes import reader_counts
 from schema.models import Comparison, Digest, DigestItem
 from schema.statuses import DigestKind
 
@@ -76,7 +77,8 @@ def collect_items(session: Session, digest: Digest, now: datetime) -> list[Plann
         wanted = {c.casefold() for c in options.get("segments") or []}
         if wanted:
             chosen = [c for c in chosen if categories_of(c) & wanted]
-    return _freeze(session, digest, rank_comparisons(chosen))
+    readers = reader_counts(session, chosen)
+    return _freeze(session, digest, rank_comparisons(chosen, readers=readers))
 
 
 def copy_items(session: Session, digest: Digest, leader: Digest) -> list[PlannedItem]:

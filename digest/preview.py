@@ -18,6 +18,7 @@ from digest.email_backends import Message, OutboxBackend, Recipient, fill_tokens
 from digest.ranking import RankedComparison, rank_comparisons
 from digest.rendering import Entry, RenderedEmail, render_weekly
 from digest.settings import get_settings
+from digest.votes import reader_counts
 
 SAMPLE_ADDRESS = "reader@example.com"
 SAMPLE_NAME = "Alex"
@@ -67,7 +68,7 @@ def write_preview(
         comparisons = collect_comparisons(session, since, until, kind="weekly")
         if not comparisons:
             raise EmptyWindow(f"no comparisons in window {since.isoformat()} – {until.isoformat()}")
-        ranked = rank_comparisons(comparisons)
+        ranked = rank_comparisons(comparisons, readers=reader_counts(session, comparisons))
         email = render_weekly(
             [Entry(rank, r.comparison, r.explanation) for rank, r in enumerate(ranked, start=1)]
         )

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest import site_events
+from digest.ranking import ReaderCount, ReaderCounts
 from digest.settings import get_settings
 from digest.tokens import ReaderClaim
 from schema.models import Comparison, Digest, DigestItem, ReaderVote, Subscriber, Tool, utcnow
@@ -204,6 +205,19 @@ def tallies_for(session: Session, comparison_ids: list[int]) -> dict[int, list[T
             ToolTally(tool.name, got.get("ship", 0), got.get("skip", 0))
         )
     return result
+
+
+def reader_counts(session: Session, comparisons: list[Comparison]) -> ReaderCounts:
+    """Readers' verdicts for ranking, by (comparison id, tool position); no query while
+    `DIGEST_RANK_READER_WEIGHT` is 0 (they would not count)."""
+    if get_settings().rank_reader_weight <= 0 or not comparisons:
+        return {}
+    counts = tallies_for(session, [c.id for c in comparisons])
+    return {
+        (comparison_id, position): ReaderCount(t.ship, t.skip)
+        for comparison_id, tools in counts.items()
+        for position, t in enumerate(tools)
+    }
 
 
 def reader_id(subscriber_id: int) -> str:

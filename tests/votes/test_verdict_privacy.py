@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from digest import votes
 from digest.db import session_scope
 from digest.privacy import erase_subscriber, export_data
-from tests.support.subscriber_fixtures import find
-from tests.support.votes import SLUGS, html_links, link_for, send_week, vote_rows
+from tests.support.html import Page
+from tests.support.subscriber_fixtures import find, mails_to
+from tests.support.votes import SLUGS, html_links, link_for, path_of, send_week, vote_rows
 
 
 def test_export_lists_the_readers_verdicts(client: TestClient, outbox: Path) -> None:
@@ -44,3 +45,19 @@ def test_erasure_removes_the_verdicts_but_keeps_the_tally(client: TestClient, ou
         assert votes.verdicts_of(session, subscriber.id) == []
         comparison_id = vote_rows()[0][1]
         assert votes.tallies(session, comparison_id)[0].ship == 2
+
+
+def test_the_archive_page_shows_the_readers_tallies_and_no_reader(
+    client: TestClient, outbox: Path
+) -> None:
+    week = send_week(readers=3)
+    for address, choice in zip(week.addresses, ("ship", "ship", "skip"), strict=True):
+        client.post(link_for(html_links(outbox, address), SLUGS[0], 0, choice))
+    [message] = mails_to(outbox, week.addresses[0])
+    archive = next(
+        u for u in Page(message.get_body(("html",)).get_content()).hrefs() if "/archive/" in u
+    )
+    page = client.get(path_of(archive))
+    assert page.status_code == 200
+    assert "Our readers: 67 % ship · 3 verdicts" in page.text
+    assert week.addresses[0] not in page.text and "/vote/" not in page.text

@@ -112,6 +112,9 @@ class Receiver:
     """A loopback site: records every POST, answers 500 to the first `fail_first` of them."""
 
     fail_first: int = 0
+    # while set to an unset Event, every request waits for it (a site that hangs)
+    hold: threading.Event | None = None
+    arrived: int = 0  # requests that reached the site, answered or not
     received: list[Received] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -123,6 +126,10 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                with receiver.lock:
+                    receiver.arrived += 1
+                if receiver.hold is not None:
+                    receiver.hold.wait(60)
                 with receiver.lock:
                     receiver.received.append(Received(dict(self.headers.items()), body))
                     status = 500 if len(receiver.received) <= receiver.fail_first else 204

@@ -203,3 +203,12 @@ def test_a_valid_token_with_arbitrary_segments_gets_a_4xx_never_a_5xx(
     )
     if answer.status_code != 200:
         assert all(row[3] in ("ship", "skip") for row in vote_rows())
+
+
+def test_the_access_log_never_holds_a_reader_token() -> None:
+    from digest.web.log_redaction import redact
+
+    token = tokens.reader_token(12, 34)
+    assert redact(f'"POST /vote/{token}/{SLUGS[0]}/0/ship HTTP/1.1" 200') == (
+        f'"POST /vote/[redacted]/{SLUGS[0]}/0/ship HTTP/1.1" 200'
+    )

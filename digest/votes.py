@@ -50,6 +50,7 @@ class VoteTarget:
     comparison_id: int
     slug: str
     title: str
+    url: str | None
     tool_position: int
     tool_name: str
 
@@ -97,7 +98,7 @@ def find_target(
     if (now or utcnow()) > sent + timedelta(days=get_settings().vote_days):
         raise VoteRefused(410, "Voting from this email has closed.")
     row = session.execute(
-        select(Comparison.id, Comparison.title, Tool.name)
+        select(Comparison.id, Comparison.title, Comparison.url, Tool.name)
         .join(DigestItem, DigestItem.comparison_id == Comparison.id)
         .join(Tool, (Tool.comparison_id == Comparison.id) & (Tool.position == position))
         .where(DigestItem.digest_id == digest.id, Comparison.slug == slug)
@@ -107,7 +108,9 @@ def find_target(
     status = session.scalar(select(Subscriber.status).where(Subscriber.id == claim.subscriber_id))
     if status != SubscriberStatus.ACTIVE:
         raise VoteRefused(403, "Only current subscribers can vote from an email.")
-    return VoteTarget(digest.id, claim.subscriber_id, row.id, slug, row.title, position, row.name)
+    return VoteTarget(
+        digest.id, claim.subscriber_id, row.id, slug, row.title, row.url, position, row.name
+    )
 
 
 def cast(
@@ -197,12 +200,14 @@ def tallies_for(session: Session, comparison_ids: list[int]) -> dict[int, list[T
     ):
         counts.setdefault((comparison_id, position), {})[choice] = n
     result: dict[int, list[ToolTally]] = {}
-    for tool in session.scalars(
-        select(Tool).where(Tool.comparison_id.in_(comparison_ids)).order_by(Tool.position)
+    for comparison_id, position, name in session.execute(  # columns: no reviews loaded
+        select(Tool.comparison_id, Tool.position, Tool.name)
+        .where(Tool.comparison_id.in_(comparison_ids))
+        .order_by(Tool.comparison_id, Tool.position)
     ):
-        got = counts.get((tool.comparison_id, tool.position), {})
-        result.setdefault(tool.comparison_id, []).append(
-            ToolTally(tool.name, got.get("ship", 0), got.get("skip", 0))
+        got = counts.get((comparison_id, position), {})
+        result.setdefault(comparison_id, []).append(
+            ToolTally(name, got.get("ship", 0), got.get("skip", 0))
         )
     return result
 

@@ -98,8 +98,8 @@ def cast_vote(
     try:
         with session_scope() as session:
             outcome = votes.cast(session, claim, slug, position, choice)
-            comparison = session.get(Comparison, outcome.target.comparison_id)
-            url = tracked_url(comparison) if comparison is not None else None
+        # the comparison's page, UTM-tagged, from the columns already read (no tools loaded)
+        url = tracked_url(Comparison(slug=outcome.target.slug, url=outcome.target.url))
     except votes.VoteRefused as exc:
         return _refused(exc)
     tally = outcome.tallies[position] if position < len(outcome.tallies) else None

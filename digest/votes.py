@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from digest import site_events
@@ -91,7 +92,11 @@ def find_target(
     """The link's target, or `VoteRefused` saying why it cannot count. Reads only."""
     if not SLUG.fullmatch(slug) or position not in (0, 1):
         raise VoteRefused(404, "There is no such comparison in this email.")
-    digest = session.get(Digest, claim.digest_id)
+    digest = session.execute(  # columns only: this runs once per click
+        select(Digest.id, Digest.kind, Digest.started_at, Digest.created_at).where(
+            Digest.id == claim.digest_id
+        )
+    ).first()
     if digest is None or digest.kind == DigestKind.TEST:
         raise VoteRefused(404, "This link does not belong to one of our digests.")
     sent = digest.started_at or digest.created_at
@@ -146,12 +151,14 @@ def cast(
 
 def _upsert(session: Session, target: VoteTarget, choice: str, now: datetime) -> str | None:
     """Insert or replace the reader's row; the choice it held before (None: a first verdict).
-    Two clicks at once: the loser of the unique key re-reads and updates."""
+    Two first clicks at once: the loser's INSERT does nothing (unique key), it re-reads and
+    updates."""
     key = (
         ReaderVote.subscriber_id == target.subscriber_id,
         ReaderVote.comparison_id == target.comparison_id,
         ReaderVote.tool_position == target.tool_position,
     )
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     for _ in range(2):
         existing = session.execute(
             select(ReaderVote.id, ReaderVote.choice).where(*key).with_for_update()
@@ -164,22 +171,24 @@ def _upsert(session: Session, target: VoteTarget, choice: str, now: datetime) ->
                     .values(choice=choice, digest_id=target.digest_id, updated_at=now)
                 )
             return existing.choice
-        try:
-            with session.begin_nested():
-                session.add(
-                    ReaderVote(
-                        subscriber_id=target.subscriber_id,
-                        digest_id=target.digest_id,
-                        comparison_id=target.comparison_id,
-                        tool_position=target.tool_position,
-                        choice=choice,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+        inserted = session.execute(
+            insert(ReaderVote)
+            .values(
+                subscriber_id=target.subscriber_id,
+                digest_id=target.digest_id,
+                comparison_id=target.comparison_id,
+                tool_position=target.tool_position,
+                choice=choice,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(
+                index_elements=["subscriber_id", "comparison_id", "tool_position"]
+            )
+            .returning(ReaderVote.id)
+        ).first()
+        if inserted is not None:
             return None
-        except IntegrityError:
-            continue
     raise RuntimeError("reader vote: the unique key kept changing under us")
 
 
@@ -189,26 +198,28 @@ def tallies(session: Session, comparison_id: int) -> list[ToolTally]:
 
 
 def tallies_for(session: Session, comparison_ids: list[int]) -> dict[int, list[ToolTally]]:
-    """Per comparison, per tool (in position order): readers' ship and skip counts."""
+    """Per comparison, per tool (in position order): readers' ship and skip counts, in one
+    query (tools outer-joined to their verdicts)."""
     if not comparison_ids:
         return {}
-    counts: dict[tuple[int, int], dict[str, int]] = {}
-    for comparison_id, position, choice, n in session.execute(
-        select(ReaderVote.comparison_id, ReaderVote.tool_position, ReaderVote.choice, func.count())
-        .where(ReaderVote.comparison_id.in_(comparison_ids))
-        .group_by(ReaderVote.comparison_id, ReaderVote.tool_position, ReaderVote.choice)
-    ):
-        counts.setdefault((comparison_id, position), {})[choice] = n
-    result: dict[int, list[ToolTally]] = {}
-    for comparison_id, position, name in session.execute(  # columns: no reviews loaded
-        select(Tool.comparison_id, Tool.position, Tool.name)
-        .where(Tool.comparison_id.in_(comparison_ids))
-        .order_by(Tool.comparison_id, Tool.position)
-    ):
-        got = counts.get((comparison_id, position), {})
-        result.setdefault(comparison_id, []).append(
-            ToolTally(name, got.get("ship", 0), got.get("skip", 0))
+    votes_of_tool = (ReaderVote.comparison_id == Tool.comparison_id) & (
+        ReaderVote.tool_position == Tool.position
+    )
+    rows = session.execute(
+        select(
+            Tool.comparison_id,
+            Tool.name,
+            func.count(ReaderVote.id).filter(ReaderVote.choice == "ship"),
+            func.count(ReaderVote.id).filter(ReaderVote.choice == "skip"),
         )
+        .outerjoin(ReaderVote, votes_of_tool)
+        .where(Tool.comparison_id.in_(comparison_ids))
+        .group_by(Tool.comparison_id, Tool.position, Tool.name)
+        .order_by(Tool.comparison_id, Tool.position)
+    )
+    result: dict[int, list[ToolTally]] = {}
+    for comparison_id, name, ship, skip in rows:
+        result.setdefault(comparison_id, []).append(ToolTally(name, ship, skip))
     return result
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser
 
+from tests.support.accessibility import blocking_violations, low_contrast_text
 from tests.support.votes import html_links, send_week, vote_rows
 
 
@@ -28,3 +30,22 @@ def test_a_browser_that_loads_every_vote_page_records_nothing(
     assert "Your verdict is in" in page.content()
     assert len(vote_rows()) == 1
     page.close()
+
+
+@pytest.mark.parametrize("width", [1280, 375])
+def test_vote_pages_are_accessible_and_fit(
+    server: str, chromium: Browser, outbox: Path, width: int
+) -> None:
+    week = send_week()
+    link = html_links(outbox, week.addresses[0])[0]
+    # bypass_csp only lets the test inject axe-core; the page itself has no script
+    context = chromium.new_context(bypass_csp=True, viewport={"width": width, "height": 800})
+    page = context.new_page()
+    page.goto(link)
+    assert blocking_violations(page) == [] and low_contrast_text(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    page.get_by_role("button").click()
+    page.wait_for_load_state()
+    assert blocking_violations(page) == [] and low_contrast_text(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    context.close()

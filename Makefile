@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install axe vendor demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks soak chromium clean
+.PHONY: install axe vendor demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks bench-votes soak chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,9 @@ bench-email: $(STAMP)
 
 bench-webhooks: $(STAMP)
 	$(BIN)/python -m bench.webhooks $(BENCH_ARGS)
+
+bench-votes: $(STAMP)
+	$(BIN)/python -m bench.votes $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

@@ -94,12 +94,14 @@ def recipient_for(
     email: str,
     name: str | None,
 ) -> Recipient:
-    """One personalization: name and signed links as substitutions, one-click unsubscribe."""
+    """One personalization: name, signed links and the reader token (one signature for all
+    of this digest's vote links) as substitutions, one-click unsubscribe."""
     unsubscribe, preferences = tokens.manage_urls(subscriber_id)
+    reader = tokens.reader_token(digest_id, subscriber_id) if keys.reader else ""
     return Recipient(
         email=email,
         name=name or None,
-        substitutions=keys.values(name, unsubscribe, preferences),
+        substitutions=keys.values(name, unsubscribe, preferences, reader),
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

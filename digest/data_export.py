@@ -1,4 +1,5 @@
-"""One person's data as a JSON document (GDPR access): the row, their deliveries and events."""
+"""One person's data as a JSON document (GDPR access): the row, their deliveries, events and
+Ship/Skip verdicts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from digest.votes import verdicts_of
 from schema.models import Delivery, Digest, EmailEvent, Subscriber
 
 CHUNK = 1000
@@ -73,6 +75,7 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
             }
             for event in events
         ],
+        "verdicts": verdicts_of(session, subscriber_id),
     }
 
 

@@ -31,6 +31,7 @@ from digest.ranking import (
 )
 from digest.schedule import edition_of, wave_timezones
 from digest.settings import Settings, get_settings
+from digest.votes import reader_counts
 from schema.models import Comparison, Digest
 from schema.statuses import DigestKind
 
@@ -214,7 +215,8 @@ def preview_ranking(
     since, until = preview_window(session, slot, now)
     chosen = collect_comparisons(session, since, until, kind=DigestKind.WEEKLY)
     overrides = overrides if overrides is not None else overrides_for(session, slot.edition)
-    ranked = apply_overrides(rank_comparisons(chosen, settings), overrides)
+    readers = reader_counts(session, chosen)  # the same inputs planning ranks with
+    ranked = apply_overrides(rank_comparisons(chosen, settings, readers), overrides)
     items = [
         PreviewItem(
             rank=rank,

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 from digest.email_backends import fill_tokens
 from digest.substitution import GREETING_MAX, Placeholders
-from digest.tokens import manage_urls
+from digest.tokens import manage_urls, reader_token
 
 # Subscriber ids are BIGINT; ten digits is more than any list will reach and signs the longest
 # links a recipient can have.
 LONGEST_SUBSCRIBER_ID = 9_999_999_999
+LONGEST_DIGEST_ID = 9_999_999_999
 COMPACT_MAX = 10
 
 
@@ -51,7 +52,8 @@ class Candidate:
 def longest_values(keys: Placeholders) -> dict[str, str]:
     """The longest values any recipient's placeholders can be filled with."""
     unsubscribe, preferences = manage_urls(LONGEST_SUBSCRIBER_ID)
-    return keys.values("W" * GREETING_MAX, unsubscribe, preferences)
+    reader = reader_token(LONGEST_DIGEST_ID, LONGEST_SUBSCRIBER_ID)
+    return keys.values("W" * GREETING_MAX, unsubscribe, preferences, reader)
 
 
 def filled_size(html: str, keys: Placeholders) -> int:

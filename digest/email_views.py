@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote as url_quote
 
 from digest.settings import get_settings
 from schema.models import Comparison, Review, Tool
@@ -172,6 +173,7 @@ def tool_view(tool: Tool) -> dict[str, Any]:
         share = ship_share(tool)
         tone = "none" if share is None else "mixed" if split else "ship" if share >= 0.5 else "skip"
     return {
+        "position": int(tool.position),
         "name": field(tool.name, "name"),
         "tagline": field(tool.tagline, "tagline"),
         "panel": panel_line(tool),
@@ -189,8 +191,14 @@ def tool_view(tool: Tool) -> dict[str, Any]:
 
 
 def entry_view(
-    rank: int | None, comparison: Comparison, explanation: str, utm: dict[str, str] = UTM
+    rank: int | None,
+    comparison: Comparison,
+    explanation: str,
+    utm: dict[str, str] = UTM,
+    vote_base: str = "",
 ) -> dict[str, Any]:
+    """What a comparison's card shows; `vote_base` (`{public_url}/vote/{reader placeholder}`)
+    turns on the Ship it / Skip it links, `{vote}/{tool position}/{ship|skip}`."""
     kind = verdict_kind(comparison)
     quote = pull_quote(comparison)
     quote_view = None
@@ -216,6 +224,8 @@ def entry_view(
         "tools": [tool_view(t) for t in comparison.tools],
         "quote": quote_view,
         "url": tracked_url(comparison, utm),
+        # the slug percent-encoded to one path segment: safe raw in an attribute
+        "vote": f"{vote_base}/{url_quote(comparison.slug, safe='')}" if vote_base else "",
     }
 
 

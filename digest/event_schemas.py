@@ -1,4 +1,5 @@
-"""JSON Schemas of inbound events, generated from the pydantic models in `schema/events.py`."""
+"""JSON Schemas of inbound events (and of the outbound `reader_vote.cast`), generated from the
+pydantic models in `schema/events.py`."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schema.events import EVENT_MODELS
+from schema.events import EVENT_MODELS, OUTBOUND_EVENT_MODELS
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema" / "events"
 
 
 def event_schemas() -> dict[str, dict[str, Any]]:
-    """`{file name: JSON Schema}` for each event type."""
+    """`{file name: JSON Schema}` for each event type, inbound and outbound."""
     schemas = {}
-    for event_type, model in EVENT_MODELS.items():
+    for event_type, model in {**EVENT_MODELS, **OUTBOUND_EVENT_MODELS}.items():
         schema = model.model_json_schema()
         schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         schema["$id"] = f"urn:verdict-digest:event:{event_type}"

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from digest.collect import collect_comparisons, weekly_window
 from digest.edition_overrides import EditionOverrides, apply_overrides
 from digest.ranking import RankedComparison, rank_comparisons
+from digest.votes import reader_counts
 from schema.models import Comparison, Digest, DigestItem
 from schema.statuses import DigestKind
 
@@ -88,7 +89,7 @@ def collect_items(
         wanted = {c.casefold() for c in options.get("segments") or []}
         if wanted:
             chosen = [c for c in chosen if categories_of(c) & wanted]
-    ranked = rank_comparisons(chosen)
+    ranked = rank_comparisons(chosen, readers=reader_counts(session, chosen))
     if overrides is not None:
         ranked = apply_overrides(ranked, overrides)
     return _freeze(session, digest, ranked)

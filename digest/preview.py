@@ -18,6 +18,7 @@ from digest.email_backends import Message, OutboxBackend, Recipient, fill_tokens
 from digest.ranking import RankedComparison, rank_comparisons
 from digest.rendering import Entry, RenderedEmail, render_weekly
 from digest.settings import get_settings
+from digest.votes import reader_counts
 
 SAMPLE_ADDRESS = "reader@example.com"
 SAMPLE_NAME = "Alex"
@@ -44,7 +45,8 @@ def sample_recipient(email: RenderedEmail) -> Recipient:
     return Recipient(
         email=SAMPLE_ADDRESS,
         name=SAMPLE_NAME,
-        substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences),
+        # "preview": vote links that show the page shape but name no reader (they answer 400)
+        substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences, "preview"),
         headers={
             "List-Unsubscribe": f"<{unsubscribe}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
@@ -66,7 +68,7 @@ def write_preview(
         comparisons = collect_comparisons(session, since, until, kind="weekly")
         if not comparisons:
             raise EmptyWindow(f"no comparisons in window {since.isoformat()} – {until.isoformat()}")
-        ranked = rank_comparisons(comparisons)
+        ranked = rank_comparisons(comparisons, readers=reader_counts(session, comparisons))
         email = render_weekly(
             [Entry(rank, r.comparison, r.explanation) for rank, r in enumerate(ranked, start=1)]
         )

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import JSON, String, Text, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from digest import votes
 from digest.addresses import email_hash, suppress
 from digest.data_export import export_data
 from digest.redaction import Redaction, mentions_address, redact_body
@@ -235,6 +236,7 @@ def erase_subscriber(
 
     _erase_events(session, redaction, delivery_ids, report)
     _erase_bodies(session, redaction, delivery_ids, report)
+    report.count("reader_votes", votes.forget_reader(session, subscriber_id))
     session.flush()
     _sweep(session, redaction, report)
     session.flush()

@@ -20,6 +20,11 @@ Per tool, three pieces of evidence, each centred so that "nothing known" adds ex
 
 `tool = rank_panel_weight·P + rank_community_weight·C + rank_score_weight·R`
 
+Readers' verdicts from our own Ship it / Skip it links (digest/votes.py) join the community
+counts with weight `w = rank_reader_weight` (default 0: off, since the site's totals will come
+to include the verdicts we forward): `C = (ship + w·r_ship + h/2) / (n + w·r_n + h) - 1/2`. The
+explanation names them ("readers 71 % of 133 verdicts") only when they count.
+
 The comparison scores `max(a, b) + rank_runner_up_weight·min(a, b)` of its two tool scores:
 symmetric in the two tools, strictly increasing in each. A comparison earns its place mainly from
 its best tool, because a clear "ship this" is what a reader can act on; the runner-up adds a
@@ -33,7 +38,7 @@ One more ship vote (panel or community) never lowers a score; swapping the tools
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from digest.settings import Settings, get_settings
@@ -45,6 +50,19 @@ class RankedComparison:
     comparison: Comparison
     score: float
     explanation: str  # one line, e.g. "Panel 3–1 ship · community 82 % of 211 votes"
+
+
+@dataclass(frozen=True)
+class ReaderCount:
+    """Readers' ship and skip verdicts on one tool, from the digest's own links."""
+
+    ship: int = 0
+    skip: int = 0
+
+
+# Readers' verdicts by (comparison id, tool position); missing keys count as none.
+ReaderCounts = Mapping[tuple[int, int], ReaderCount]
+NO_READERS = ReaderCount()
 
 
 @dataclass(frozen=True)
@@ -86,8 +104,11 @@ def panel_term(tool: Tool, z: float) -> float:
     return wilson_lower(evidence.ship + 1, trials, z) - wilson_lower(1, 2, z)
 
 
-def community_term(tool: Tool, half_votes: float) -> float:
-    ship, skip = tool.community_ship or 0, tool.community_skip or 0
+def community_term(
+    tool: Tool, half_votes: float, readers: ReaderCount = NO_READERS, reader_weight: float = 0.0
+) -> float:
+    ship = (tool.community_ship or 0) + reader_weight * readers.ship
+    skip = (tool.community_skip or 0) + reader_weight * readers.skip
     return (ship + half_votes / 2) / (ship + skip + half_votes) - 0.5
 
 
@@ -96,27 +117,40 @@ def review_term(tool: Tool) -> float:
     return sum(scores) / len(scores) / 100 - 0.5 if scores else 0.0
 
 
-def tool_score(tool: Tool, settings: Settings) -> float:
+def tool_score(tool: Tool, settings: Settings, readers: ReaderCount = NO_READERS) -> float:
+    community = community_term(
+        tool, settings.rank_community_half_votes, readers, settings.rank_reader_weight
+    )
     return (
         settings.rank_panel_weight * panel_term(tool, settings.rank_confidence_z)
-        + settings.rank_community_weight * community_term(tool, settings.rank_community_half_votes)
+        + settings.rank_community_weight * community
         + settings.rank_score_weight * review_term(tool)
     )
 
 
-def comparison_score(comparison: Comparison, settings: Settings | None = None) -> float:
+def _readers(tool: Tool, readers: ReaderCounts | None) -> ReaderCount:
+    return (readers or {}).get((tool.comparison_id, tool.position), NO_READERS)
+
+
+def comparison_score(
+    comparison: Comparison, settings: Settings | None = None, readers: ReaderCounts | None = None
+) -> float:
     settings = settings or get_settings()
-    a, b = (tool_score(t, settings) for t in comparison.tools)
+    a, b = (tool_score(t, settings, _readers(t, readers)) for t in comparison.tools)
     return max(a, b) + settings.rank_runner_up_weight * min(a, b)
 
 
 def rank_comparisons(
-    comparisons: Sequence[Comparison], settings: Settings | None = None
+    comparisons: Sequence[Comparison],
+    settings: Settings | None = None,
+    readers: ReaderCounts | None = None,
 ) -> list[RankedComparison]:
-    """Best first; ties by newest `published_at`, then slug. Each item explains itself."""
+    """Best first; ties by newest `published_at`, then slug. Each item explains itself.
+    `readers`: readers' verdicts by (comparison id, tool position), used when their weight
+    (`DIGEST_RANK_READER_WEIGHT`) is above 0."""
     settings = settings or get_settings()
     scored = [
-        RankedComparison(c, comparison_score(c, settings), explain(c, settings))
+        RankedComparison(c, comparison_score(c, settings, readers), explain(c, settings, readers))
         for c in comparisons
     ]
     return sorted(scored, key=tie_break)
@@ -156,14 +190,36 @@ def describe_community(tool: Tool) -> str:
     return f"community {round(100 * ship / total)} % of {total:,} {vote}"
 
 
-def explain(comparison: Comparison, settings: Settings | None = None) -> str:
+def describe_readers(count: ReaderCount) -> str:
+    """ " · readers 71 % of 133 verdicts" when readers' verdicts count, else ""."""
+    total = count.ship + count.skip
+    if not total:
+        return ""
+    verdicts = "verdict" if total == 1 else "verdicts"
+    return f" · readers {round(100 * count.ship / total)} % of {total:,} {verdicts}"
+
+
+def explain(
+    comparison: Comparison, settings: Settings | None = None, readers: ReaderCounts | None = None
+) -> str:
     """One line, the stronger tool first:
-    "Quillmate: panel 4–0 ship · community 85 % of 211 votes | Parsewell: panel 2–2 split · …".
+    "Quillmate: panel 4–0 ship · community 85 % of 211 votes | Parsewell: panel 2–2 split · …",
+    with " · readers 71 % of 133 verdicts" when readers' verdicts count (weight above 0).
     """
     settings = settings or get_settings()
+    counted = readers if settings.rank_reader_weight > 0 else None
     tools = sorted(
-        comparison.tools, key=lambda t: (-tool_score(t, settings), t.name.casefold(), t.position)
+        comparison.tools,
+        key=lambda t: (
+            -tool_score(t, settings, _readers(t, counted)),
+            t.name.casefold(),
+            t.position,
+        ),
     )
-    parts = [f"{t.name}: {describe_panel(t)} · {describe_community(t)}" for t in tools]
+    parts = [
+        f"{t.name}: {describe_panel(t)} · {describe_community(t)}"
+        + describe_readers(_readers(t, counted))
+        for t in tools
+    ]
     line = " | ".join(parts)
     return " ".join(line.split())  # one line, whatever the names contain

@@ -2,7 +2,8 @@
 
 Every email shares `emails/layout.mjml.j2` (and `layout.txt.j2` for its plain-text twin). The
 weekly digest and the alert are rendered and compiled once per digest and preference segment;
-what differs per recipient (name, unsubscribe and preferences URLs) stays a placeholder, fresh
+what differs per recipient (name, unsubscribe and preferences URLs, the reader token of the
+Ship it / Skip it links) stays a placeholder, fresh
 and unguessable for each render (`digest.substitution`), filled by SendGrid or the outbox backend
 at send time. Confirmation, welcome and goodbye emails go to one address at a time, so they are
 rendered with real values and carry no placeholder at all.
@@ -113,6 +114,11 @@ def environment() -> Environment:
     return env
 
 
+def vote_base(keys: Placeholders) -> str:
+    """The shared start of a render's vote links; the reader token is the recipient's value."""
+    return f"{get_settings().public_url.rstrip('/')}/vote/{keys.reader}" if keys.reader else ""
+
+
 def _render(name: str, personal: Personal, **context: Any) -> tuple[str, str]:
     """The email `name` as (html, text): one Jinja render and one MJML compile, plus the twin."""
     settings = get_settings()
@@ -189,7 +195,8 @@ def render_weekly(
     )
     paragraphs = note_paragraphs(note)
     keys = Placeholders.fresh()
-    views = [entry_view(e.rank, e.comparison, e.explanation) for e in entries]
+    votes = vote_base(keys)
+    views = [entry_view(e.rank, e.comparison, e.explanation, vote_base=votes) for e in entries]
     online = archive_url or f"{settings.public_url.rstrip('/')}/archive"
 
     def render(shown: Shown) -> tuple[str, str]:
@@ -216,7 +223,8 @@ def render_alert(
     comparison: Comparison, explanation: str, *, archive_url: str | None = None
 ) -> RenderedEmail:
     """One new verdict, for subscribers who want every comparison as it lands."""
-    entry = entry_view(None, comparison, explanation, ALERT_UTM)
+    keys = Placeholders.fresh()
+    entry = entry_view(None, comparison, explanation, ALERT_UTM, vote_base(keys))
     subject = header_safe(shorten(f"New verdict: {one_line(comparison.title)}", SUBJECT_MAX))
     a, b = comparison.tools
     preheader = header_safe(
@@ -226,7 +234,6 @@ def render_alert(
             PREHEADER_MAX,
         )
     )
-    keys = Placeholders.fresh()
     html, text = _render(
         "alert",
         Personal.placeholders(keys),

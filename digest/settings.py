@@ -134,6 +134,19 @@ class Settings(BaseSettings):
     console_login_rate_per_ip: str = "30/minute;300/day"
     # every attempt counts, right or wrong: nine a minute, the tenth is answered 429
     console_login_rate_per_account: str = "9/minute;60/hour"
+    # Reader verdicts (Ship it / Skip it links in digests; digest/votes.py)
+    vote_days: int = Field(default=30, ge=1, le=3650)  # links work this long after the digest
+    vote_rate_per_reader: str = "30/minute;500/day"  # verdicts per reader token (limits syntax)
+    vote_rate_per_ip: str = "120/minute"  # vote POSTs per client IP (limits syntax)
+    # The site's endpoint for `reader_vote.cast` events; empty: none are written or sent.
+    site_webhook_url: str = ""
+    site_webhook_secret: str = ""  # HMAC-SHA256 key of X-Verdicts-Signature
+    site_webhook_timeout: float = Field(default=10.0, gt=0)
+    site_webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    site_webhook_retry_base_delay: float = Field(default=2.0, ge=0)  # doubled per attempt
+    site_webhook_retry_max_delay: float = Field(default=600.0, ge=0, le=3600)
+    # An event still undelivered this long after its last try lost its task: beat queues it.
+    site_webhook_requeue_after: float = Field(default=900.0, gt=0)
 
     # Scheduling
     timezone: str = "UTC"
@@ -154,6 +167,9 @@ class Settings(BaseSettings):
     rank_score_weight: float = Field(default=0.1, ge=0)  # reviewer scores refine
     # a comparison scores max(tool) + this × min(tool); in (0, 1] so the better tool leads
     rank_runner_up_weight: float = Field(default=0.5, gt=0, le=1)
+    # readers' verdicts from our own vote links join the community term with this weight (0: off,
+    # since the site's totals will include the verdicts we forward)
+    rank_reader_weight: float = Field(default=0.0, ge=0)
 
     @field_validator("cors_origins", "redirect_origins", mode="before")
     @classmethod
@@ -171,6 +187,8 @@ class Settings(BaseSettings):
         "data_link_rate",
         "console_login_rate_per_ip",
         "console_login_rate_per_account",
+        "vote_rate_per_reader",
+        "vote_rate_per_ip",
     )
     @classmethod
     def _rate_limit_syntax(cls, value: str) -> str:

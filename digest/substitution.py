@@ -5,8 +5,9 @@ finished HTML and text *raw*, after our templates escaped everything else. That 
 substitution a trust boundary with two halves, and this module holds both:
 
 1. **Placeholders are unguessable.** Each render gets fresh keys, `-n-<nonce>-`,
-   `-u-<nonce>-`, `-p-<nonce>-`, with a random 48-bit nonce drawn when the email is rendered
-   and stored with it (`digest_segments.placeholder_nonce`). Everything that reaches a template
+   `-u-<nonce>-`, `-p-<nonce>-`, `-r-<nonce>-` (the reader token of vote links), with a
+   random 48-bit nonce drawn when the email is rendered and stored with it
+   (`digest_segments.placeholder_nonce`). Everything that reaches a template
    (ingested titles, URLs, quotes; operator subjects) was written before the nonce existed, so
    no stranger can plant a live placeholder: `-preferences_url-` in a comparison's URL is just
    text. A one-off email (confirmation, welcome, goodbye) is rendered for its one recipient
@@ -14,7 +15,8 @@ substitution a trust boundary with two halves, and this module holds both:
 2. **Values are safe in every context they land in** (HTML text, HTML attribute, plain text):
    a name is reduced to a greeting with no markup characters and nothing a mail client would
    turn into a link, and the only URLs substituted are our own signed links, whose base
-   (`DIGEST_PUBLIC_URL`) the settings check is attribute-safe. No value can contain a
+   (`DIGEST_PUBLIC_URL`) the settings check is attribute-safe, and the reader token, which is
+   base64url and a dot (itsdangerous), safe raw anywhere. No value can contain a
    placeholder, so substitution order never matters.
 """
 
@@ -37,17 +39,19 @@ LEGACY_NAME, LEGACY_UNSUBSCRIBE, LEGACY_PREFERENCES = (
 )
 
 # Any placeholder this module ever made, current or legacy: none may survive into a sent email.
-ANY_PLACEHOLDER = re.compile(r"-(?:[nup]-[0-9a-f]{12}|name|unsubscribe_url|preferences_url)-")
+ANY_PLACEHOLDER = re.compile(r"-(?:[nupr]-[0-9a-f]{12}|name|unsubscribe_url|preferences_url)-")
 
 
 @dataclass(frozen=True)
 class Placeholders:
-    """The substitution keys of one render: the name, the unsubscribe and preferences URLs."""
+    """The substitution keys of one render: the name, the unsubscribe and preferences URLs,
+    and the reader token of vote links ("" for renders from before vote links: none to fill)."""
 
     name: str
     unsubscribe_url: str
     preferences_url: str
     nonce: str | None = None
+    reader: str = ""
 
     @classmethod
     def fresh(cls) -> Placeholders:
@@ -61,17 +65,25 @@ class Placeholders:
             return cls(LEGACY_NAME, LEGACY_UNSUBSCRIBE, LEGACY_PREFERENCES)
         if not re.fullmatch(r"[0-9a-f]{12}", nonce):
             raise ValueError(f"placeholder_nonce: not 12 hex digits: {nonce!r}")
-        return cls(f"-n-{nonce}-", f"-u-{nonce}-", f"-p-{nonce}-", nonce)
+        return cls(f"-n-{nonce}-", f"-u-{nonce}-", f"-p-{nonce}-", nonce, f"-r-{nonce}-")
 
     def values(
-        self, name: str | None, unsubscribe_url: str, preferences_url: str
+        self,
+        name: str | None,
+        unsubscribe_url: str,
+        preferences_url: str,
+        reader_token: str = "",
     ) -> dict[str, str]:
-        """One recipient's substitutions: a safe greeting and our own two links."""
-        return {
+        """One recipient's substitutions: a safe greeting, our own two links and, for a render
+        with vote links, the reader token (base64url and dots: safe raw in any context)."""
+        values = {
             self.name: greeting_name(name),
             self.unsubscribe_url: unsubscribe_url,
             self.preferences_url: preferences_url,
         }
+        if self.reader and reader_token:
+            values[self.reader] = reader_token
+        return values
 
 
 # Characters that mean something in HTML, or break out of an attribute or a header.

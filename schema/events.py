@@ -123,3 +123,35 @@ EVENT_MODELS: dict[str, type[EventBase]] = {
     "comparison.retracted": ComparisonRetracted,
     "votes.updated": VotesUpdated,
 }
+
+
+# --- outbound: what we send to the site (digest/site_events.py) ----------------------------------
+
+
+class ReaderVoteData(Strict):
+    """One reader's new or changed verdict on one tool of a comparison."""
+
+    slug: Slug
+    tool: Name
+    tool_position: Literal[0, 1]
+    choice: Literal["ship", "skip"]
+    previous: Literal["ship", "skip"] | None = Field(
+        description="The reader's earlier verdict on this tool (null: a first verdict)."
+    )
+    reader: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")] = Field(
+        description="Opaque, stable per reader (a keyed hash of our subscriber id); no address."
+    )
+
+
+class ReaderVoteCast(Strict):
+    """`reader_vote.cast`, POSTed to DIGEST_SITE_WEBHOOK_URL; deduplicate by `id`."""
+
+    id: Annotated[str, StringConstraints(min_length=36, max_length=36)] = Field(
+        description="Event id (a UUID): the same event may arrive more than once."
+    )
+    type: Literal["reader_vote.cast"]
+    occurred_at: datetime
+    data: ReaderVoteData
+
+
+OUTBOUND_EVENT_MODELS: dict[str, type[Strict]] = {"reader_vote.cast": ReaderVoteCast}

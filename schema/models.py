@@ -519,3 +519,51 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class ReaderVote(Base):
+    """A reader's Ship/Skip verdict on one tool of one comparison, cast from a digest's link.
+
+    One row per (subscriber, comparison, tool); a new choice replaces the old one. Erasure keeps
+    the row for the tally but forgets the person (`subscriber_id` and `digest_id` set NULL).
+    """
+
+    __tablename__ = "reader_votes"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    digest_id: Mapped[int | None] = mapped_column(ForeignKey("digests.id", ondelete="SET NULL"))
+    comparison_id: Mapped[int] = mapped_column(ForeignKey("comparisons.id", ondelete="CASCADE"))
+    tool_position: Mapped[int] = mapped_column(Integer)
+    choice: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint(
+            "subscriber_id", "comparison_id", "tool_position", name="uq_reader_votes_reader_tool"
+        ),
+        CheckConstraint("tool_position IN (0, 1)", name="tool_position_a_or_b"),
+        CheckConstraint("choice IN ('ship', 'skip')", name="choice"),
+        Index("ix_reader_votes_comparison", "comparison_id", "tool_position", "choice"),
+    )
+
+
+class SiteEvent(Base):
+    """The outbox of events for the site (`reader_vote.cast`): written in the transaction that
+    records the verdict, delivered at least once by a worker, marked only after a 2xx."""
+
+    __tablename__ = "site_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_site_events_delivered_at", "delivered_at"),)

@@ -51,6 +51,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.webhook_requeue_after,
             "options": {"expires": settings.webhook_requeue_after},
         },
+        # site events (readers' verdicts) not delivered: lost or given-up tasks queued again
+        "digest.requeue_site_events": {
+            "task": "digest.requeue_site_events",
+            "schedule": max(5.0, settings.site_webhook_requeue_after / 3),
+            "options": {"expires": max(5.0, settings.site_webhook_requeue_after / 3)},
+        },
         # processed webhook bodies past DIGEST_WEBHOOK_BODY_RETENTION_HOURS are deleted
         "digest.prune_webhook_bodies": {
             "task": "digest.prune_webhook_bodies",

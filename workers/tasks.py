@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy.exc import OperationalError
 
-from digest import alerts, operations, planning, sending, transactional, weekly
+from digest import alerts, operations, planning, sending, site_events, transactional, weekly
 from digest.db import session_scope
 from digest.email_backends import DeliveryUnknown, NotTaken
 from digest.settings import get_settings
@@ -106,6 +106,40 @@ def requeue_orphaned_batches() -> list[int]:
         batch_ids = operations.requeue_orphaned_batches(session, get_settings().send_orphan_after)
     enqueue(*(send_batch.s(batch_id) for batch_id in batch_ids))
     return batch_ids
+
+
+# --- the site's events: readers' verdicts (digest/site_events.py) ------------------------------
+
+
+@app.task(
+    name="digest.deliver_site_event",
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    autoretry_for=(OperationalError,),
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
+def deliver_site_event(self, event_row_id: int) -> str:
+    """POST one `reader_vote.cast` event, signed; retried with backoff and jitter for one round
+    of DIGEST_SITE_WEBHOOK_MAX_ATTEMPTS, then left to the sweeper (at least once)."""
+    while True:
+        outcome = site_events.deliver(event_row_id)
+        if outcome.retry_in is None:
+            return outcome.status
+        if not self.request.is_eager:
+            raise self.retry(countdown=outcome.retry_in)
+        time.sleep(outcome.retry_in)  # in-process (no broker): wait here
+
+
+@app.task(name="digest.requeue_site_events", acks_late=True)
+def requeue_site_events() -> list[int]:
+    """Undelivered site events whose task was lost or gave up: queue them again."""
+    with session_scope() as session:
+        ids = site_events.undelivered(session, get_settings().site_webhook_requeue_after)
+    enqueue(*(deliver_site_event.s(event_row_id) for event_row_id in ids))
+    return ids
 
 
 # --- subscriber emails: confirmation, welcome, goodbye, data link (digest/transactional.py) ----

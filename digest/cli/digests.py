@@ -230,6 +230,19 @@ def _print_digest_list(reports: list[DigestReport]) -> None:
             console.print(f"digest {d.id}: {len(d.ambiguous)} ambiguous batch(es)")
 
 
+def _print_site_webhook() -> None:
+    """One line on readers' verdicts sent to the site, when there is anything to say."""
+    from digest.site_events import health
+
+    got = _operation(health)
+    if not got.enabled and not got.waiting:
+        return
+    line = f"site webhook: {got.delivered} delivered, {got.waiting} waiting"
+    if got.failing:
+        line += f", [red]{got.failing} failing[/] (last error: {got.last_error})"
+    console.print(line + ("" if got.enabled else " (DIGEST_SITE_WEBHOOK_URL is empty)"))
+
+
 def status_command(
     digest_id: Annotated[
         int | None, typer.Argument(help="One digest (default: the latest)")
@@ -246,6 +259,7 @@ def status_command(
             print_json(listed.as_dict())
         else:
             _print_digest_list(listed.digests)
+            _print_site_webhook()
         return
     report = _operation(digest_report, digest_id)
     if as_json:

@@ -1,8 +1,9 @@
 """The public archive: `/archive` (editions, newest first), `/archive/{key}`, `/archive/feed.xml`.
 
 Every digest email links its edition here ("view in browser", "N more on the web"). Pages carry
-no personal data (no greeting, no manage links), are the same for everyone, and are cheap to
-serve: a strong ETag over the rendered body answers a revalidation with 304, and
+no personal data (no greeting, no manage links; readers' Ship/Skip verdicts only as tallies), are
+the same for everyone, and are cheap to serve: a strong ETag over the rendered body answers a
+revalidation with 304, and
 `Cache-Control: public, max-age=300` lets browsers and proxies keep them for five minutes.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from digest import archive
+from digest import archive, votes
 from digest.db import session_scope
 from digest.email_views import entry_view
 from digest.settings import get_settings
@@ -81,6 +82,13 @@ def archive_edition(request: Request, key: str) -> Response:
         views = [
             entry_view(i.rank, i.comparison, i.explanation, ARCHIVE_UTM) for i in edition.items
         ]
+        # readers' Ship/Skip verdicts from the emails' links, per tool (digest/votes.py)
+        tallies = votes.tallies_for(session, [i.comparison.id for i in edition.items])
+        for view, item in zip(views, edition.items, strict=True):
+            for tool, tally in zip(
+                view["tools"], tallies.get(item.comparison.id, []), strict=False
+            ):
+                tool["readers"] = tally
     html = templates.get_template("archive_edition.html").render(
         summary=edition.summary, entries=views
     )

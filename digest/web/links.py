@@ -1,6 +1,6 @@
 """Signed links as FastAPI dependencies: one per token kind, each answering its own errors.
 
-A route declares what its link must be (`ConfirmLink`, `ManageLink`, `DataLink`, or
+A route declares what its link must be (`ConfirmLink`, `ManageLink`, `DataLink`, `ReaderLink`, or
 `ManagedWithData` for a manage link whose subscriber still has data) and receives the claim or
 the subscriber id; a forged, cut-short or expired link never reaches the route. The exceptions
 raised here become the 400/404/410 pages through the handlers `install_handlers` registers.
@@ -19,9 +19,11 @@ from digest.tokens import (
     ConfirmClaim,
     DataClaim,
     InvalidToken,
+    ReaderClaim,
     read_confirm_token,
     read_data_token,
     read_manage_token,
+    read_reader_token,
 )
 from digest.web.pages import gone_page, message_page
 from schema.statuses import SubscriberStatus
@@ -41,6 +43,10 @@ class BadDataLink(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BadReaderLink(Exception):
+    """A vote link whose reader token is forged, cut short or of another kind."""
 
 
 class SubscriptionNotFound(Exception):
@@ -65,6 +71,14 @@ async def manage_subscriber_id(token: str) -> int:
         return read_manage_token(token)
     except InvalidToken as exc:
         raise BadManageLink from exc
+
+
+async def reader_claim(token: str) -> ReaderClaim:
+    """The claim of a vote link's reader token (signature only: no database)."""
+    try:
+        return read_reader_token(token)
+    except InvalidToken as exc:
+        raise BadReaderLink from exc
 
 
 def ensure_live(status: str | None, missing: str) -> None:
@@ -104,6 +118,7 @@ ConfirmLink = Annotated[ConfirmClaim, Depends(confirm_claim)]
 ManageLink = Annotated[int, Depends(manage_subscriber_id)]
 ManagedWithData = Annotated[int, Depends(subscriber_with_data)]
 DataLink = Annotated[int, Depends(data_subject)]
+ReaderLink = Annotated[ReaderClaim, Depends(reader_claim)]
 
 
 # --- the pages of a bad link -----------------------------------------------------------------
@@ -149,9 +164,18 @@ def _bad_data_link(_request: Request, exc: Exception) -> HTMLResponse:
     )
 
 
+def _bad_reader_link(_request: Request, _exc: Exception) -> HTMLResponse:
+    return message_page(
+        400,
+        "This vote link does not work",
+        "It may have been cut short or changed. Use the Ship it or Skip it link in your email.",
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BadConfirmLink, _bad_confirm_link)
     app.add_exception_handler(BadManageLink, _bad_manage_link)
     app.add_exception_handler(SubscriptionNotFound, _not_found)
     app.add_exception_handler(SubscriptionGone, _gone)
     app.add_exception_handler(BadDataLink, _bad_data_link)
+    app.add_exception_handler(BadReaderLink, _bad_reader_link)

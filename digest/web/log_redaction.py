@@ -1,9 +1,10 @@
 """Tokens never reach the logs: a filter that redacts the token segment of link paths.
 
 uvicorn's access log writes every request's path, and our links carry their token in the path
-(`/confirm/…`, `/unsubscribe/…`, `/preferences/…`, `/data/…`). Whoever reads the logs must not
-be able to confirm, unsubscribe, change preferences or export and delete someone's data. The
-filter rewrites a record's message and arguments before any handler formats it.
+(`/confirm/…`, `/unsubscribe/…`, `/preferences/…`, `/data/…`, `/vote/…`). Whoever reads the
+logs must not be able to confirm, unsubscribe, change preferences, vote as a reader, or export
+and delete someone's data. The filter rewrites a record's message and arguments before any
+handler formats it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 REDACTED = "[redacted]"
-TOKEN_PREFIXES = ("confirm", "unsubscribe", "preferences", "data")
+TOKEN_PREFIXES = ("confirm", "unsubscribe", "preferences", "data", "vote")
 # The segment after a token prefix, up to the next slash, query, fragment, space or quote.
 _TOKEN_SEGMENT = re.compile(rf"(/(?:{'|'.join(TOKEN_PREFIXES)})/)[^/?#\s\"'<>]+")
 LOGGERS = ("uvicorn.access", "uvicorn.error")

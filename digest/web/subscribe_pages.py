@@ -12,11 +12,11 @@ from fastapi import FastAPI
 
 from digest.ratelimit import limiter_for
 from digest.settings import get_settings
-from digest.web import archive_pages, confirm, data_links, links, manage, signup
+from digest.web import archive_pages, confirm, data_links, links, manage, signup, votes
 from digest.web.signup_service import SubscribeGuard
 
 # Paths whose bodies the size limit covers (see digest/web/body_limit.py).
-PUBLIC_PREFIXES = ("/subscribe", "/confirm", "/unsubscribe", "/preferences", "/data")
+PUBLIC_PREFIXES = ("/subscribe", "/confirm", "/unsubscribe", "/preferences", "/data", "/vote")
 
 
 def install(app: FastAPI) -> None:
@@ -28,6 +28,7 @@ def install(app: FastAPI) -> None:
         settings.subscribe_rate_per_email,
         settings.data_link_rate,
     )
+    app.state.vote_guard = votes.VoteGuard(limiter_for(settings.redis_url))
     links.install_handlers(app)
-    for module in (signup, confirm, manage, data_links, archive_pages):
+    for module in (signup, confirm, manage, data_links, archive_pages, votes):
         app.include_router(module.router)

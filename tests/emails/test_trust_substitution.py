@@ -21,6 +21,7 @@ from digest.db import session_scope
 from digest.email_backends import Message, SendResult, display_name, fill_tokens
 from digest.planning import plan_digest, request_digest
 from digest.rendering import Entry, render_weekly
+from digest.settings import get_settings
 from digest.subscriptions import new_cycle
 from digest.substitution import ANY_PLACEHOLDER, Placeholders, greeting_name
 from schema.models import Comparison, Review, Subscriber, Tool
@@ -266,8 +267,10 @@ def test_any_ingested_text_renders_inert(
     html, text = fill_tokens(email.html, values), fill_tokens(email.text, values)
     page = Page(html)
     assert {tag for tag, _ in page.elements} <= ALLOWED_TAGS
+    # issue 15 added our own vote links ({public_url}/vote/...) to every card
+    ours = get_settings().public_url.rstrip("/") + "/vote/"
     for href in page.hrefs():
-        assert href.startswith(("https://shiporskip.example/", "https://p.example/")), href
+        assert href.startswith(("https://shiporskip.example/", "https://p.example/", ours)), href
     for key in (keys.name, keys.unsubscribe_url, keys.preferences_url):
         assert key not in html and key not in text
     assert "\r" not in email.subject and "\n" not in email.subject

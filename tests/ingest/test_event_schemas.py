@@ -20,4 +20,5 @@ def test_every_event_type_has_a_schema_file() -> None:
         "comparison.updated.schema.json",
         "comparison.retracted.schema.json",
         "votes.updated.schema.json",
+        "reader_vote.cast.schema.json",  # outbound, to the site (issue 15)
     }

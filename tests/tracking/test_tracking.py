@@ -431,5 +431,6 @@ def test_beat_schedule_names_only_registered_tasks() -> None:
         "digest.requeue_planned_digests",
         "digest.requeue_unprocessed_webhooks",
         "digest.prune_webhook_bodies",
+        "digest.requeue_site_events",
     }
     assert scheduled <= set(celery_app.tasks)

@@ -188,6 +188,8 @@ def test_the_preview_toggles_between_375_and_640_pixels_without_script(
     narrow = signed_in.get(f"{PAGE}?width=375").text
     assert 'class="preview w375"' in narrow
     assert 'class="preview w640"' in signed_in.get(f"{PAGE}?width=9999").text
+    odd = signed_in.get(f"{PAGE}?width=wide&copy=%00&segment=%3Cb%3E&notice=%3Cscript%3E")
+    assert odd.status_code == 200 and "<b>" not in odd.text and "<script>" not in odd.text
     assert re.search(r"[\d,]+ / [\d,]+ bytes", narrow)
 
 

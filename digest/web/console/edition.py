@@ -123,13 +123,15 @@ def _page(
 @router.get(PAGE)
 def edition_page(
     segment: str = "",
-    width: int = 640,
+    width: str = "640",
     notice: str = "",
-    copy: int | None = None,
+    copy: str = "",
     signed: Signed = Depends(signed_in),
 ) -> HTMLResponse:
-    shown = Shown(segment[:100], width if width in WIDTHS else 640)
-    return _page(signed, shown, notice=notice, copy_id=copy)
+    """Any query string is answered with the page: unknown values fall back to the defaults."""
+    chosen = int(width) if width in {str(w) for w in WIDTHS} else 640
+    copy_id = int(copy) if copy.isdigit() and len(copy) < 12 else None
+    return _page(signed, Shown(segment[:100], chosen), notice=notice, copy_id=copy_id)
 
 
 @router.get(PAGE + "/emails")

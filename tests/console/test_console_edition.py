@@ -178,6 +178,7 @@ def test_the_email_preview_is_sandboxed_without_scripts_and_framable_only_by_us(
     assert answer.headers["x-frame-options"] == "SAMEORIGIN"
     assert "<script" not in answer.text.lower()
     assert "Latticeflow vs Cobaltcode" in answer.text
+    assert "Hi Reader," in answer.text and not re.search(r"-[nup]-[0-9a-f]{12}-", answer.text)
     assert signed_in.get(f"{PAGE}/emails?segment=no-such").status_code == 404
 
 

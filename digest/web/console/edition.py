@@ -39,6 +39,7 @@ from digest.edition_review import (
 )
 from digest.planning import plan_digest
 from digest.rendering import PREHEADER_MAX, SUBJECT_MAX, note_paragraphs
+from digest.substitution import ANY_PLACEHOLDER
 from digest.web.console.views import CONSOLE_HEADERS, Signed, csrf_checked, render, signed_in
 from schema.models import Digest, utcnow
 from workers.publish import BrokerUnavailable
@@ -134,6 +135,13 @@ def edition_page(
     return _page(signed, Shown(segment[:100], chosen), notice=notice, copy_id=copy_id)
 
 
+def _as_a_reader_sees_it(html: str) -> str:
+    """The recipient placeholders filled for a sample reader: "Hi Reader,", links to nowhere."""
+    return ANY_PLACEHOLDER.sub(
+        lambda m: "Reader" if m.group(0).startswith(("-n-", "-name-")) else "#", html
+    )
+
+
 @router.get(PAGE + "/emails")
 def email_preview(segment: str = "all", signed: Signed = Depends(signed_in)) -> HTMLResponse:
     """One segment's email exactly as rendered, for the page's sandboxed iframe."""
@@ -142,7 +150,7 @@ def email_preview(segment: str = "all", signed: Signed = Depends(signed_in)) -> 
         found = [p for p in preview_emails(session, slot.edition, utcnow()) if p.key == segment]
     if not found:
         raise HTTPException(404, "no such segment in this edition", CONSOLE_HEADERS)
-    return HTMLResponse(found[0].html, headers=PREVIEW_HEADERS)
+    return HTMLResponse(_as_a_reader_sees_it(found[0].html), headers=PREVIEW_HEADERS)
 
 
 def _change(signed: Signed, act: Callable[[Session], Change], values: dict[str, str]) -> Response:

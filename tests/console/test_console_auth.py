@@ -37,12 +37,23 @@ CONSOLE_GETS = [
     "/console/digests/1/progress",
     "/console/audit",
     "/console/editions/next",
+    "/console/editions/next/emails",
+    "/console/digests/new",
 ]
 CONSOLE_POSTS = [
     "/console/logout",
     "/console/digests/1/cancel",
     "/console/digests/1/resume",
     "/console/digests/1/batches/1",
+    "/console/editions/next/pin",
+    "/console/editions/next/exclude",
+    "/console/editions/next/restore",
+    "/console/editions/next/note",
+    "/console/editions/next/subject",
+    "/console/editions/next/preheader",
+    "/console/editions/next/approve",
+    "/console/editions/next/test-copy",
+    "/console/digests/new",
 ]
 
 

@@ -47,6 +47,7 @@ def console_world(server: str) -> dict[str, str]:
         "login": "/console/login",
         "dashboard": "/console",
         "edition": "/console/editions/next",
+        "adhoc": "/console/digests/new",
         "digests": "/console/digests",
         "digest": f"/console/digests/{sending.digest_id}",
         "ledger": f"/console/digests/{sent.digest_id}?address=reader@example.com",

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.web.console import audit_page, dashboard, digest_pages, login
+from digest.web.console import adhoc, audit_page, dashboard, digest_pages, edition, login
 
-ROUTERS = (login.router, dashboard.router, digest_pages.router, audit_page.router)
+# adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
+ROUTERS = (
+    login.router,
+    dashboard.router,
+    edition.router,
+    adhoc.router,
+    digest_pages.router,
+    audit_page.router,
+)
 
 
 def install(app: FastAPI) -> None:

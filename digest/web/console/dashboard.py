@@ -110,9 +110,3 @@ def live(signed: Signed = Depends(signed_in)) -> HTMLResponse:
     with session_scope() as session:
         sending = _sending(session, recent_digests(session, RECENT).digests)
     return render("_sending.html", signed, sending=sending)
-
-
-@router.get("/console/editions/next")
-def edition(signed: Signed = Depends(signed_in)) -> HTMLResponse:
-    """A place-holder until the edition review (issue 13, item 4) lands."""
-    return render("edition.html", signed, page="edition")

@@ -15,6 +15,7 @@ from digest import audit
 from digest.db import session_scope
 from schema.models import Comparison, Delivery, DeliveryBatch, Digest, EmailEvent, utcnow
 from tests.support.console_fixtures import OPERATOR, csrf_in
+from tests.support.html import Page
 from tests.support.planned_rows import plan_rows
 from tests.support.sent_digests import sent_digest
 
@@ -227,3 +228,15 @@ def test_any_ledger_search_is_answered_without_a_5xx(signed_in: TestClient, addr
         )
     answer = signed_in.get(f"/console/digests/{digest_id}", params={"address": address})
     assert answer.status_code == 200
+
+
+def test_dashboard_shows_the_next_editions_review_state(signed_in: TestClient) -> None:
+    from digest.edition_review import approve, next_edition, set_note
+
+    with session_scope() as session:
+        edition = next_edition(session, utcnow()).edition
+        set_note(session, edition, "A quiet week.", actor="ops@example.com")
+        approve(session, edition, actor="ops@example.com")
+    page = Page(signed_in.get("/console").text).text
+    assert f"Edition {edition}: approved" in page
+    assert "0 pinned · 0 excluded · editor's note set · approved by ops@example.com" in page

@@ -4,6 +4,7 @@ needs a person. `/console/live` is the sending-now part alone, polled by HTMX.""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from digest.attention import Attention, needs_a_person
 from digest.db import session_scope
+from digest.edition_review import EditionError, ReviewState, next_edition, review_state
 from digest.editions import other_waves
 from digest.progress import DigestReport, SendingProgress, recent_digests, sending_progress
 from digest.schedule import next_waves
@@ -93,6 +95,7 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
         ]
         attention: list[Attention] = needs_a_person(reports, now)
         edition = _latest_edition(session, reports)
+        upcoming = _next_review(session, now)
     return render(
         "dashboard.html",
         signed,
@@ -102,7 +105,16 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
         last=last,
         attention=attention,
         edition=edition,
+        upcoming=upcoming,
     )
+
+
+def _next_review(session: Session, now: datetime) -> ReviewState | None:
+    """The next edition's review state (pins, note, approval), if the schedule has one."""
+    try:
+        return review_state(session, next_edition(session, now).edition)
+    except EditionError:
+        return None
 
 
 @router.get("/console/live")

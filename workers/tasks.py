@@ -7,8 +7,10 @@ policy is declared on the task, business rules live in `digest/`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
+from celery import Task
 from sqlalchemy.exc import OperationalError
 
 from digest import alerts, operations, planning, sending, site_events, transactional, weekly
@@ -64,6 +66,21 @@ def prune_webhook_bodies() -> int:
 # --- dispatch: sending planned batches (digest/sending.py, digest/operations.py) ---------------
 
 
+def _until_done(task: Task, step: Callable[[], tuple[str, float | None]]) -> str:
+    """Run a domain step that may ask to be retried after a delay (its own backoff policy).
+
+    With a broker the task is retried by Celery after the delay; in-process (no broker) an
+    eager retry would raise to the caller, so the step is waited for and run again here.
+    """
+    while True:
+        status, retry_in = step()
+        if retry_in is None:
+            return status
+        if not task.request.is_eager:
+            raise task.retry(countdown=retry_in)
+        time.sleep(retry_in)
+
+
 @app.task(
     name="digest.send_batch",
     bind=True,
@@ -81,15 +98,13 @@ def send_batch(self, batch_id: int) -> str:
     """Send one planned batch exactly once. The ledger counts attempts and gives up after
     DIGEST_SEND_MAX_ATTEMPTS, so Celery's own retry limit stays off; the retry delay is capped
     below the broker's visibility timeout (see workers/app.py)."""
-    while True:
+
+    def step() -> tuple[str, float | None]:
         outcome = sending.send_batch(batch_id)
         enqueue(*(send_batch.s(other) for other in outcome.enqueue))
-        if outcome.retry_in is None:
-            return outcome.status.value
-        if not self.request.is_eager:
-            raise self.retry(countdown=outcome.retry_in)
-        # In-process (no broker), an eager retry would raise to the caller: wait here instead.
-        time.sleep(outcome.retry_in)
+        return outcome.status.value, outcome.retry_in
+
+    return _until_done(self, step)
 
 
 @app.task(name="digest.reap_stale_claims", acks_late=True)
@@ -124,13 +139,12 @@ def requeue_orphaned_batches() -> list[int]:
 def deliver_site_event(self, event_row_id: int) -> str:
     """POST one `reader_vote.cast` event, signed; retried with backoff and jitter for one round
     of DIGEST_SITE_WEBHOOK_MAX_ATTEMPTS, then left to the sweeper (at least once)."""
-    while True:
+
+    def step() -> tuple[str, float | None]:
         outcome = site_events.deliver(event_row_id)
-        if outcome.retry_in is None:
-            return outcome.status
-        if not self.request.is_eager:
-            raise self.retry(countdown=outcome.retry_in)
-        time.sleep(outcome.retry_in)  # in-process (no broker): wait here
+        return outcome.status, outcome.retry_in
+
+    return _until_done(self, step)
 
 
 @app.task(name="digest.requeue_site_events", acks_late=True)

@@ -81,19 +81,22 @@ def _until_done(task: Task, step: Callable[[], tuple[str, float | None]]) -> str
         time.sleep(retry_in)
 
 
-@app.task(
-    name="digest.send_batch",
-    bind=True,
-    acks_late=True,
-    max_retries=None,
-    # A lost database connection (failover, pg_terminate_backend) rolled the step back: try
-    # again soon rather than leave the batch to the orphan sweep hours later. A retry after
-    # the request went out finds the claim and stops; the reaper then reports it ambiguous.
-    autoretry_for=(OperationalError,),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-)
+# Tasks whose domain step keeps its own attempt count (the ledger, the site-event outbox), so
+# Celery's retry limit stays off. A lost database connection (failover, pg_terminate_backend)
+# rolled the step back: try again soon rather than leave the row to a sweep much later. A retry
+# after a request went out finds the claim (or the delivered mark) and stops.
+_STEP_RETRY = {
+    "bind": True,
+    "acks_late": True,
+    "max_retries": None,
+    "autoretry_for": (OperationalError,),
+    "retry_backoff": 1,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+}
+
+
+@app.task(name="digest.send_batch", **_STEP_RETRY)
 def send_batch(self, batch_id: int) -> str:
     """Send one planned batch exactly once. The ledger counts attempts and gives up after
     DIGEST_SEND_MAX_ATTEMPTS, so Celery's own retry limit stays off; the retry delay is capped
@@ -126,16 +129,7 @@ def requeue_orphaned_batches() -> list[int]:
 # --- the site's events: readers' verdicts (digest/site_events.py) ------------------------------
 
 
-@app.task(
-    name="digest.deliver_site_event",
-    bind=True,
-    acks_late=True,
-    max_retries=None,
-    autoretry_for=(OperationalError,),
-    retry_backoff=1,
-    retry_backoff_max=60,
-    retry_jitter=True,
-)
+@app.task(name="digest.deliver_site_event", **_STEP_RETRY)
 def deliver_site_event(self, event_row_id: int) -> str:
     """POST one `reader_vote.cast` event, signed; retried with backoff and jitter for one round
     of DIGEST_SITE_WEBHOOK_MAX_ATTEMPTS, then left to the sweeper (at least once)."""

@@ -78,9 +78,12 @@ soak: $(STAMP)
 clean:
 	rm -rf var test-artifacts .pytest_cache
 
-# The console's vendored htmx (digest/web/static/vendor/README.md): reproduce the committed files.
+# The console's vendored htmx and uPlot (digest/web/static/vendor/README.md): reproduce the committed files.
 vendor:
 	cd digest/web/static/vendor/npm && npm ci --no-audit --no-fund --loglevel=error
 	cp digest/web/static/vendor/npm/node_modules/htmx.org/dist/htmx.min.js digest/web/static/vendor/htmx.min.js
 	cp digest/web/static/vendor/npm/node_modules/htmx.org/LICENSE digest/web/static/vendor/htmx.LICENSE
+	cp digest/web/static/vendor/npm/node_modules/uplot/dist/uPlot.iife.min.js digest/web/static/vendor/uplot.iife.min.js
+	cp digest/web/static/vendor/npm/node_modules/uplot/dist/uPlot.min.css digest/web/static/vendor/uplot.min.css
+	cp digest/web/static/vendor/npm/node_modules/uplot/LICENSE digest/web/static/vendor/uplot.LICENSE
 	rm -rf digest/web/static/vendor/npm/node_modules

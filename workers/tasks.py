@@ -13,7 +13,16 @@ from datetime import timedelta
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from digest import alerts, operations, planning, sending, site_events, transactional, weekly
+from digest import (
+    alerts,
+    list_imports,
+    operations,
+    planning,
+    sending,
+    site_events,
+    transactional,
+    weekly,
+)
 from digest.db import session_scope
 from digest.email_backends import DeliveryUnknown, NotTaken
 from digest.settings import get_settings
@@ -254,3 +263,31 @@ def plan_alert(comparison_id: int) -> str:
         return "no alert"
     dispatch_batches(report.batch_ids)
     return report.status
+
+
+# --- subscriber lists uploaded in the console (digest/list_imports.py) -------------------------
+
+
+@app.task(
+    name="digest.import_list",
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # the chunk rolled back; the import resumes after it
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def import_list(import_id: int) -> str:
+    """Import one uploaded list in chunks; a second task for the same import stops at once."""
+    status = list_imports.run_import(import_id)
+    return status.value if status else "nothing to do"
+
+
+@app.task(name="digest.requeue_stalled_imports", acks_late=True)
+def requeue_stalled_imports() -> list[int]:
+    """Imports with no progress for DIGEST_LIST_IMPORT_REQUEUE_AFTER (broker down at upload, a
+    worker killed mid-file): queue them again; each resumes after its last committed line."""
+    with session_scope() as session:
+        ids = list_imports.stalled_imports(session, get_settings().list_import_requeue_after)
+    enqueue(*(import_list.s(import_id) for import_id in ids))
+    return ids

@@ -22,6 +22,7 @@ from digest.web import (
 )
 from digest.web.auth import BearerGate
 from digest.web.body_limit import BodySizeLimit
+from digest.web.console.lists import UPLOAD_PATH as LIST_UPLOAD_PATH
 from digest.web.json_depth import JsonDepthLimit
 from digest.web.pages import STATIC_DIR
 
@@ -67,6 +68,7 @@ def create_app() -> FastAPI:
             **dict.fromkeys(subscribe_pages.PUBLIC_PREFIXES, settings.max_body_bytes),
             INGEST_PATH: settings.ingest_max_bytes,
             webhooks_api.WEBHOOK_PATH: settings.webhook_max_bytes,
+            LIST_UPLOAD_PATH: settings.list_upload_max_bytes,
         },
     )
     app.add_middleware(

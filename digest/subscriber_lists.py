@@ -160,34 +160,44 @@ def read_list(
     seen: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     errors: list[RowError] = []
-    line = first = resume_after
+    line = first = max(resume_after, 1)  # line 1 is the header
+    failure: ListFormatError | None = None
     try:
         for line, row in _rows(handle):
+            if line <= resume_after:
+                _remember(row, canonical, seen, line)
+                continue
             try:
                 values = _validate(row, canonical)
-            except InvalidField as exc:
-                if line > resume_after:
-                    errors.append(RowError(line, exc.field, exc.message))
-                values = None
-            if values is not None:
                 folded = values["email"].lower()
                 if folded in seen:
-                    if line > resume_after:
-                        message = f"same address as line {seen[folded]}; skipped"
-                        errors.append(RowError(line, "email", message))
-                else:
-                    seen[folded] = line
-                    if line > resume_after:
-                        rows.append(values)
-            if line - first >= CHUNK and line > resume_after:
+                    raise InvalidField("email", f"same address as line {seen[folded]}; skipped")
+                seen[folded] = line
+                rows.append(values)
+            except InvalidField as exc:
+                errors.append(RowError(line, exc.field, exc.message))
+            if line - first >= CHUNK:
                 yield ListChunk(rows, errors, line)
                 rows, errors, first = [], [], line
     except UnicodeDecodeError as exc:
-        raise ListFormatError(f"not UTF-8 text after line {line}: {exc.reason}") from exc
+        failure = ListFormatError(f"not UTF-8 text after line {line}: {exc.reason}")
     except csv.Error as exc:
-        raise ListFormatError(f"line {line + 1}: {exc}") from exc
-    if line > first:
+        failure = ListFormatError(f"line {line + 1}: {exc}")
+    if line > first:  # what was read before a failure is kept, like every chunk before it
         yield ListChunk(rows, errors, line)
+    if failure is not None:
+        raise failure
+
+
+def _remember(
+    row: dict[str, Any], canonical: dict[str, str], seen: dict[str, int], line: int
+) -> None:
+    """A line imported before a resume: only its address matters (a later duplicate of it)."""
+    try:
+        folded = _validate(row, canonical)["email"].lower()
+    except InvalidField:
+        return
+    seen.setdefault(folded, line)
 
 
 def import_base(source: str, confirmed: bool, now: datetime) -> dict[str, Any]:

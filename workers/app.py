@@ -108,3 +108,6 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+# Every process with the Celery app (web, worker, beat) measures through Prometheus.
+from workers import metrics as _metrics  # noqa: E402, F401

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from digest import (
     alerts,
     list_imports,
+    metrics,
     operations,
     planning,
     sending,
@@ -44,11 +45,14 @@ __all__ = ["app"]
 )
 def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
-    with session_scope() as session:
-        try:
-            return process_batch(session, batch_id).inserted
-        except LookupError:  # processed and pruned already (a redelivered task): nothing to do
-            return 0
+    try:
+        with session_scope() as session:
+            outcome = process_batch(session, batch_id)
+    except LookupError:  # processed and pruned already (a redelivered task): nothing to do
+        return 0
+    if not outcome.already_processed:  # counted after the commit, once per body
+        metrics.recorder().webhook_batch(outcome.by_type, outcome.lag_seconds)
+    return outcome.inserted
 
 
 @app.task(name="digest.requeue_unprocessed_webhooks", acks_late=True)
@@ -225,6 +229,7 @@ _PLANNING_RETRY = {
 @app.task(name="digest.fire_weekly_slots", **_PLANNING_RETRY)
 def fire_weekly_slots() -> list[int]:
     """Beat's tick: plan each timezone wave whose weekly slot is due, then send its batches."""
+    metrics.recorder().beat_tick(time.time())
     reports = weekly.fire_weekly_slots()
     dispatch_batches([batch_id for report in reports for batch_id in report.batch_ids])
     return [report.digest_id for report in reports]

@@ -17,6 +17,7 @@ from digest.web import (
     health,
     ingest_api,
     log_redaction,
+    metrics_api,
     subscribe_pages,
     webhooks_api,
 )
@@ -54,6 +55,7 @@ def create_app() -> FastAPI:
     app.include_router(ingest_api.router)
     app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)
+    app.include_router(metrics_api.router)  # 404 unless DIGEST_METRICS_TOKEN is set
     subscribe_pages.install(app)
     console.install(app)  # /console: operators' pages (signed session, CSRF)
     settings = get_settings()
@@ -76,7 +78,9 @@ def create_app() -> FastAPI:
         tokens={
             INGEST_PATH: lambda: get_settings().ingest_token,
             ADMIN_PREFIX: lambda: get_settings().admin_token,
+            metrics_api.METRICS_PATH: metrics_api.metrics_token,
         },
+        hidden_when_off=[metrics_api.METRICS_PATH],
     )
     if settings.cors_origins:  # fetch-based signup forms on these origins (added last: outermost)
         app.add_middleware(

@@ -4,6 +4,7 @@ processes and a Celery worker sharing one PROMETHEUS_MULTIPROC_DIR."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from digest.db import reset_caches, session_scope
 from schema.models import Delivery, Digest, Subscriber, utcnow
 from tests.support.live_app import ServeApp
+from tests.support.paths import REPO
 from tests.support.planning_worker import Launch
 from tests.support.recipients import add_subscribers, publish
 from tests.support.sendgrid_server import FakeSendGrid
@@ -86,6 +88,26 @@ def test_metrics_with_the_token_is_prometheus_text_with_the_queue_depth(
     found = samples(answer.text)
     assert value(found, "digest_queue_depth", queue="celery") == 2
     assert ("digest_signups_total", ()) in found
+
+
+def test_the_grafana_dashboard_queries_only_metrics_we_export(
+    app_client: Callable[..., TestClient],
+) -> None:
+    exported = {
+        family.name
+        for family in text_string_to_metric_families(
+            app_client(TOKEN).get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
+        )
+    }
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    queried = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"digest_[a-z_]+", expr)
+    }
+    assert len(queried) == 11  # every metric of README "Metrics" has a panel
+    assert queried <= exported, queried - exported
 
 
 def test_a_weak_metrics_token_is_refused_in_production(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,12 +1,15 @@
-"""Subscriber lists in and out as CSV: `digest subscribers import|export`.
+"""Subscriber lists in and out as CSV: `digest subscribers import|export` and the console's
+Lists page (digest/list_imports.py and digest/web/console/lists.py use these same functions).
 
 Columns: `email,name,categories,frequency,timezone` (categories separated by `;`); export adds
 `status`, and import ignores it, so an export can be imported elsewhere. Every row is checked by
 the same rules as the signup form (digest/subscriptions.py); a bad row is reported by line and
 field and skipped, good rows are kept. Addresses already known are left as they are (a list
 never overwrites what a subscriber chose on their preferences page) and suppressed addresses are
-never added back. Rows go in by chunks of 5,000 with INSERT … ON CONFLICT DO NOTHING, so 100,000
-rows take seconds and a concurrent signup of the same address cannot make the import fail.
+never added back. Rows are read in chunks of 5,000 lines (`read_list`) and go in with
+INSERT … ON CONFLICT DO NOTHING (`store_chunk`), so 100,000 rows take seconds and a concurrent
+signup of the same address cannot make the import fail. Export can be filtered (`ListFilter`)
+and is written a page at a time (`export_chunks`), every cell spreadsheet-safe.
 """
 
 from __future__ import annotations

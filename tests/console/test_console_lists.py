@@ -207,6 +207,17 @@ def test_a_category_filter_keeps_who_receives_it(signed_in: TestClient) -> None:
     assert [r["email"] for r in rows] == ["all000000@example.com", "design000000@example.com"]
 
 
+def test_a_download_without_the_csrf_token_is_403_and_is_not_audited(
+    signed_in: TestClient,
+) -> None:
+    answer = signed_in.post("/console/lists/export", data={"csrf_token": "forged"})
+    assert answer.status_code == 403
+    assert "email,name" not in answer.text
+    with session_scope() as session:
+        exported = select(AuditEntry).where(AuditEntry.action == "list.exported")
+        assert session.scalar(exported) is None
+
+
 def test_the_download_is_audited_with_its_filter(signed_in: TestClient) -> None:
     download(signed_in, status="active", frequency="weekly")
     with session_scope() as session:

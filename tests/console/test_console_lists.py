@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,20 @@ def test_a_csv_with_bad_rows_reports_their_line_numbers_and_the_field(listed: Te
     for line in ("<td>3</td><td>email</td>", "<td>9</td><td>timezone</td>"):
         assert line in page.text
     assert (row.added, row.existing, row.suppressed, row.bad) == (1, 1, 1, 5)
+
+
+def test_the_cli_reports_the_same_bad_rows_by_line_and_field(
+    listed: TestClient, tmp_path: Path
+) -> None:
+    upload(listed, LIST_WITH_BAD_ROWS)
+    path = tmp_path / "same.csv"
+    path.write_text(LIST_WITH_BAD_ROWS, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["subscribers", "import", str(path)])
+    assert result.exit_code == 1
+    reported = re.findall(r"line (\d+): (\w+):", result.output)
+    assert [(int(line), field) for line, field in reported] == [
+        (line, field) for line, field, _ in the_import().errors
+    ]
 
 
 def test_suppressed_addresses_are_reported_and_not_re_added(listed: TestClient) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import uuid
 from dataclasses import dataclass, field
 from email import policy
@@ -19,6 +20,7 @@ from email.utils import formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
+from digest import metrics
 from digest.settings import Settings, get_settings
 
 _LINE_BREAKS = re.compile(r"[\r\n\x00]+")
@@ -217,9 +219,13 @@ class SendGridBackend:
 
         from python_http_client import exceptions as http_errors
 
+        body = self.request_body(message)
+        started, status = time.perf_counter(), "error"
         try:
-            response = self.client.client.mail.send.post(request_body=self.request_body(message))
+            response = self.client.client.mail.send.post(request_body=body)
+            status = str(response.status_code)
         except http_errors.HTTPError as exc:
+            status = str(exc.status_code)
             raise _classify(exc.status_code, exc.body, exc.headers, message) from exc
         except urllib.error.URLError as exc:
             # urllib wraps errors raised while connecting or writing the request: SendGrid
@@ -230,6 +236,8 @@ class SendGridBackend:
             raise DeliveryUnknown(
                 f"no answer from SendGrid after the request was sent: {exc!r}"
             ) from exc
+        finally:
+            metrics.recorder().sendgrid_request(time.perf_counter() - started, status)
         if response.status_code != 202:
             raise DeliveryUnknown(f"SendGrid answered {response.status_code}, expected 202")
         message_id = response.headers.get("X-Message-Id") if response.headers else None

@@ -38,6 +38,7 @@ from enum import StrEnum
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from digest import metrics
 from digest.batch_ledger import (
     cancel_batches,
     claim,
@@ -118,6 +119,15 @@ def send_batch(batch_id: int) -> SendOutcome:
 
 
 def _send(batch_id: int, digest_id: int, attempt: int, message: Message) -> SendOutcome:
+    """One batch's request(s), counted once by outcome for the metrics (per batch, not per
+    recipient): the recipients left in the message are sent, failed or ambiguous together."""
+    outcome = _request(batch_id, digest_id, attempt, message)
+    if outcome.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.AMBIGUOUS):
+        metrics.recorder().recipients(outcome.status.value, len(message.recipients))
+    return outcome
+
+
+def _request(batch_id: int, digest_id: int, attempt: int, message: Message) -> SendOutcome:
     """The request, and again without the addresses a 400 named (at most BAD_ADDRESS_ROUNDS)."""
     settings = get_settings()
     backend = get_backend(settings)
@@ -155,6 +165,7 @@ def _drop_addresses(batch_id: int, message: Message, named: dict[str, str]) -> b
     with session_scope() as session:
         fail_addresses(session, batch_id, named)
     message.recipients = [r for r in message.recipients if r.email.lower() not in named]
+    metrics.recorder().recipients(SendStatus.FAILED.value, len(named))
     log.info("batch %s: %d address(es) rejected, resending the rest", batch_id, len(named))
     if message.recipients:
         return True

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     site_webhook_retry_max_delay: float = Field(default=600.0, ge=0, le=3600)
     # An event still undelivered this long after its last try lost its task: beat queues it.
     site_webhook_requeue_after: float = Field(default=900.0, gt=0)
+    # Subscriber lists uploaded in the console (digest/list_imports.py): the largest upload, and
+    # how long an import may show no progress before beat queues its task again (it resumes).
+    list_upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    list_import_requeue_after: float = Field(default=300.0, gt=0)
+    # GET /metrics (Prometheus): empty = off (404); otherwise the bearer token a scraper sends.
+    metrics_token: str = ""
 
     # Scheduling
     timezone: str = "UTC"
@@ -259,6 +265,8 @@ class Settings(BaseSettings):
         ]
         if self.email_backend == "sendgrid":
             secrets.append(("SENDGRID_API_KEY", self.sendgrid_api_key))
+        if self.metrics_token:  # optional, but never a weak one
+            secrets.append(("DIGEST_METRICS_TOKEN", self.metrics_token))
         problems = [
             f"{name} {why}" for name, value in secrets if (why := weak_secret_reason(value))
         ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,6 +59,8 @@ class WebhookBatchOutcome:
     linked: int = 0
     already_processed: bool = False
     status_changes: dict[str, int] = field(default_factory=dict)
+    by_type: dict[str, int] = field(default_factory=dict)  # new events, for the metrics
+    lag_seconds: float = 0.0  # from receiving the body to processing it
 
 
 # --- storing -----------------------------------------------------------------------------------
@@ -146,6 +149,8 @@ def process_batch(
     flag_machine_activity(session, touched, settings)
     batch.processed_at = utcnow()
     batch.events = len(rows)
+    outcome.by_type = dict(Counter(r.event for r in inserted))
+    outcome.lag_seconds = (batch.processed_at - batch.received_at).total_seconds()
     unknown = sorted({r.event for r in inserted if r.event not in KNOWN_EVENTS})
     if unknown:
         log.info("webhook batch %s: kept unknown event types %s", batch_id, ", ".join(unknown))

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -36,6 +37,7 @@ from schema.statuses import (
     DigestKind,
     DigestStatus,
     Frequency,
+    ListImportStatus,
     Persona,
     SubscriberStatus,
     SuppressionReason,
@@ -567,3 +569,52 @@ class SiteEvent(Base):
     delivered_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_site_events_delivered_at", "delivered_at"),)
+
+
+class ListImport(Base):
+    """A subscriber list uploaded in the console, imported by a worker in chunks.
+
+    Counts and `lines_done` are written in the transaction of each chunk's rows, so a worker
+    that dies resumes exactly where the last commit left off (README "Console", Lists).
+    `errors` holds the first bad rows as [line, field, message]; `bad` counts them all.
+    """
+
+    __tablename__ = "list_imports"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    filename: Mapped[str] = mapped_column(String(200))
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[ListImportStatus] = mapped_column(
+        EnumText(ListImportStatus, 10), default=ListImportStatus.QUEUED
+    )
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines_total: Mapped[int] = mapped_column(Integer, default=0)
+    lines_done: Mapped[int] = mapped_column(Integer, default=0)
+    added: Mapped[int] = mapped_column(Integer, default=0)
+    existing: Mapped[int] = mapped_column(Integer, default=0)
+    suppressed: Mapped[int] = mapped_column(Integer, default=0)
+    bad: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(_in("status", ListImportStatus), name="status"),
+        Index("ix_list_imports_status_updated_at", "status", "updated_at"),
+    )
+
+
+class ListImportPart(Base):
+    """One piece (≤ 1 MiB) of an uploaded CSV, in the database so any worker can read it;
+    deleted when its import finishes (it holds addresses)."""
+
+    __tablename__ = "list_import_parts"
+
+    import_id: Mapped[int] = mapped_column(
+        ForeignKey("list_imports.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)

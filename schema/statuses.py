@@ -76,3 +76,10 @@ class Persona(StrEnum):
     FUTURIST = "Futurist"
     FOUNDER = "Founder"
     CREATOR = "Creator"
+
+
+class ListImportStatus(StrEnum):
+    QUEUED = "queued"  # uploaded and stored; its task not yet started (or the broker was down)
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # the file could not be read on (a CSV error): the reason says where

@@ -57,6 +57,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": max(5.0, settings.site_webhook_requeue_after / 3),
             "options": {"expires": max(5.0, settings.site_webhook_requeue_after / 3)},
         },
+        # console list imports with no progress (task lost, worker killed) are queued again
+        "digest.requeue_stalled_imports": {
+            "task": "digest.requeue_stalled_imports",
+            "schedule": max(5.0, settings.list_import_requeue_after / 3),
+            "options": {"expires": max(5.0, settings.list_import_requeue_after / 3)},
+        },
         # processed webhook bodies past DIGEST_WEBHOOK_BODY_RETENTION_HOURS are deleted
         "digest.prune_webhook_bodies": {
             "task": "digest.prune_webhook_bodies",
@@ -102,3 +108,6 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+# Every process with the Celery app (web, worker, beat) measures through Prometheus.
+from workers import metrics as _metrics  # noqa: E402, F401

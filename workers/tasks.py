@@ -13,7 +13,17 @@ from datetime import timedelta
 from celery import Task
 from sqlalchemy.exc import OperationalError
 
-from digest import alerts, operations, planning, sending, site_events, transactional, weekly
+from digest import (
+    alerts,
+    list_imports,
+    metrics,
+    operations,
+    planning,
+    sending,
+    site_events,
+    transactional,
+    weekly,
+)
 from digest.db import session_scope
 from digest.email_backends import DeliveryUnknown, NotTaken
 from digest.settings import get_settings
@@ -35,11 +45,14 @@ __all__ = ["app"]
 )
 def process_webhook_batch(batch_id: int) -> int:
     """Turn one stored SendGrid webhook body into events, suppressions and flags."""
-    with session_scope() as session:
-        try:
-            return process_batch(session, batch_id).inserted
-        except LookupError:  # processed and pruned already (a redelivered task): nothing to do
-            return 0
+    try:
+        with session_scope() as session:
+            outcome = process_batch(session, batch_id)
+    except LookupError:  # processed and pruned already (a redelivered task): nothing to do
+        return 0
+    if not outcome.already_processed:  # counted after the commit, once per body
+        metrics.recorder().webhook_batch(outcome.by_type, outcome.lag_seconds)
+    return outcome.inserted
 
 
 @app.task(name="digest.requeue_unprocessed_webhooks", acks_late=True)
@@ -216,6 +229,7 @@ _PLANNING_RETRY = {
 @app.task(name="digest.fire_weekly_slots", **_PLANNING_RETRY)
 def fire_weekly_slots() -> list[int]:
     """Beat's tick: plan each timezone wave whose weekly slot is due, then send its batches."""
+    metrics.recorder().beat_tick(time.time())
     reports = weekly.fire_weekly_slots()
     dispatch_batches([batch_id for report in reports for batch_id in report.batch_ids])
     return [report.digest_id for report in reports]
@@ -254,3 +268,31 @@ def plan_alert(comparison_id: int) -> str:
         return "no alert"
     dispatch_batches(report.batch_ids)
     return report.status
+
+
+# --- subscriber lists uploaded in the console (digest/list_imports.py) -------------------------
+
+
+@app.task(
+    name="digest.import_list",
+    acks_late=True,
+    autoretry_for=(OperationalError,),  # the chunk rolled back; the import resumes after it
+    retry_backoff=2,
+    retry_backoff_max=120,
+    retry_jitter=True,
+    max_retries=8,
+)
+def import_list(import_id: int) -> str:
+    """Import one uploaded list in chunks; a second task for the same import stops at once."""
+    status = list_imports.run_import(import_id)
+    return status.value if status else "nothing to do"
+
+
+@app.task(name="digest.requeue_stalled_imports", acks_late=True)
+def requeue_stalled_imports() -> list[int]:
+    """Imports with no progress for DIGEST_LIST_IMPORT_REQUEUE_AFTER (broker down at upload, a
+    worker killed mid-file): queue them again; each resumes after its last committed line."""
+    with session_scope() as session:
+        ids = list_imports.stalled_imports(session, get_settings().list_import_requeue_after)
+    enqueue(*(import_list.s(import_id) for import_id in ids))
+    return ids

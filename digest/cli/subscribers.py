@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from digest.cli.console import console, err
+from schema.statuses import Frequency, SubscriberStatus
 
 subscribers_app = typer.Typer(no_args_is_help=True, help="Subscriber lists as CSV.")
 
@@ -47,20 +48,32 @@ def subscribers_import(
 @subscribers_app.command("export")
 def subscribers_export(
     out: Annotated[Path | None, typer.Option(help="CSV file to write (default: stdout)")] = None,
+    status: Annotated[
+        SubscriberStatus | None, typer.Option(help="Only subscribers with this status")
+    ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Only those who receive it (chose it, or chose none)")
+    ] = None,
+    frequency: Annotated[Frequency | None, typer.Option(help="Only this frequency")] = None,
+    timezone: Annotated[str | None, typer.Option(help="Only this time zone (IANA name)")] = None,
 ) -> None:
     """Write subscribers as CSV (email,name,categories,frequency,timezone,status)."""
     import sys
 
     from digest.db import session_scope
-    from digest.subscriber_lists import export_subscribers
+    from digest.subscriber_lists import ListFilter, export_subscribers
 
+    wanted = ListFilter(status, category, frequency, timezone)
     with session_scope() as session:
         if out is None:
-            count = export_subscribers(session, sys.stdout)
+            count = export_subscribers(session, sys.stdout, wanted)
         else:
             with out.open("w", encoding="utf-8", newline="") as handle:
-                count = export_subscribers(session, handle)
-    err.print(f"exported {count} subscriber(s)" + (f" to {out}" if out else ""))
+                count = export_subscribers(session, handle, wanted)
+    err.print(
+        f"exported {count} subscriber(s) ({wanted.describe()})" + (f" to {out}" if out else ""),
+        highlight=False,
+    )
 
 
 @subscribers_app.command("erase")

@@ -17,11 +17,13 @@ from digest.web import (
     health,
     ingest_api,
     log_redaction,
+    metrics_api,
     subscribe_pages,
     webhooks_api,
 )
 from digest.web.auth import BearerGate
 from digest.web.body_limit import BodySizeLimit
+from digest.web.console.lists import UPLOAD_PATH as LIST_UPLOAD_PATH
 from digest.web.json_depth import JsonDepthLimit
 from digest.web.pages import STATIC_DIR
 
@@ -53,6 +55,7 @@ def create_app() -> FastAPI:
     app.include_router(ingest_api.router)
     app.include_router(admin_api.router)
     app.include_router(webhooks_api.router)
+    app.include_router(metrics_api.router)  # 404 unless DIGEST_METRICS_TOKEN is set
     subscribe_pages.install(app)
     console.install(app)  # /console: operators' pages (signed session, CSRF)
     settings = get_settings()
@@ -67,6 +70,7 @@ def create_app() -> FastAPI:
             **dict.fromkeys(subscribe_pages.PUBLIC_PREFIXES, settings.max_body_bytes),
             INGEST_PATH: settings.ingest_max_bytes,
             webhooks_api.WEBHOOK_PATH: settings.webhook_max_bytes,
+            LIST_UPLOAD_PATH: settings.list_upload_max_bytes,
         },
     )
     app.add_middleware(
@@ -74,7 +78,9 @@ def create_app() -> FastAPI:
         tokens={
             INGEST_PATH: lambda: get_settings().ingest_token,
             ADMIN_PREFIX: lambda: get_settings().admin_token,
+            metrics_api.METRICS_PATH: metrics_api.metrics_token,
         },
+        hidden_when_off=[metrics_api.METRICS_PATH],
     )
     if settings.cors_origins:  # fetch-based signup forms on these origins (added last: outermost)
         app.add_middleware(

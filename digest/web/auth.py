@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from fastapi import HTTPException, Request, status
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -48,16 +48,26 @@ class BearerGate:
     its connection closed; the body is never received. The routes keep `require_bearer` too.
 
     `tokens` maps a path prefix to a function giving the expected token (read per request, so
-    settings reloaded in tests apply).
+    settings reloaded in tests apply). A prefix in `hidden_when_off` whose token is empty is
+    passed on to the app, which answers 404 (an endpoint switched off does not exist).
     """
 
-    def __init__(self, app: ASGIApp, *, tokens: Mapping[str, Callable[[], str]]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        tokens: Mapping[str, Callable[[], str]],
+        hidden_when_off: Collection[str] = (),
+    ) -> None:
         self.app = app
         self.tokens = dict(tokens)
+        self.hidden_when_off = frozenset(hidden_when_off)
 
     def _expected(self, path: str) -> Callable[[], str] | None:
         for prefix, token in self.tokens.items():
             if path_matches(path, prefix):
+                if prefix in self.hidden_when_off and not token():
+                    return None
                 return token
         return None
 

@@ -11,7 +11,7 @@ import logging
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from digest import subscriptions
+from digest import metrics, subscriptions
 from digest.db import session_scope
 from digest.subscriber_lifecycle import ConfirmationState, ConfirmOutcome
 from digest.web.email_tasks import queue_email
@@ -68,6 +68,7 @@ def confirm(claim: ConfirmLink) -> HTMLResponse:
     with session_scope() as session:
         outcome = subscriptions.confirm(session, claim)
     if outcome == ConfirmOutcome.CONFIRMED:
+        metrics.recorder().confirmation()
         try:
             queue_email("welcome", claim.subscriber_id)
         except Exception:  # the subscription stands; a missing welcome email is not fatal

@@ -14,7 +14,7 @@ from functools import partial
 
 from sqlalchemy.exc import OperationalError
 
-from digest import subscriptions
+from digest import metrics, subscriptions
 from digest.addresses import email_hash
 from digest.db import session_scope
 from digest.ratelimit import Limited, RateLimiter, parse_limits
@@ -172,4 +172,5 @@ def write_signups(
                 if result.send_confirmation and result.subscriber_id is not None:
                     to_confirm.append((index, result.subscriber_id))
                 outcomes[index] = Accepted()
+    metrics.recorder().signups(len(valid))  # after the commit; one increment per batch
     return to_confirm

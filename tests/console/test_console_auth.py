@@ -39,6 +39,9 @@ CONSOLE_GETS = [
     "/console/editions/next",
     "/console/editions/next/emails",
     "/console/digests/new",
+    "/console/lists",
+    "/console/lists/imports/1",
+    "/console/lists/imports/1/progress",
 ]
 CONSOLE_POSTS = [
     "/console/logout",
@@ -54,6 +57,8 @@ CONSOLE_POSTS = [
     "/console/editions/next/approve",
     "/console/editions/next/test-copy",
     "/console/digests/new",
+    "/console/lists/upload",
+    "/console/lists/export",
 ]
 
 

@@ -432,5 +432,6 @@ def test_beat_schedule_names_only_registered_tasks() -> None:
         "digest.requeue_unprocessed_webhooks",
         "digest.prune_webhook_bodies",
         "digest.requeue_site_events",
+        "digest.requeue_stalled_imports",
     }
     assert scheduled <= set(celery_app.tasks)

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.web.console import adhoc, audit_page, dashboard, digest_pages, edition, login
+from digest.web.console import (
+    adhoc,
+    audit_page,
+    dashboard,
+    digest_pages,
+    edition,
+    lists,
+    login,
+)
 
 # adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
 ROUTERS = (
@@ -18,6 +26,7 @@ ROUTERS = (
     edition.router,
     adhoc.router,
     digest_pages.router,
+    lists.router,
     audit_page.router,
 )
 

@@ -195,6 +195,7 @@ def test_link_to_the_comparison_carries_the_utm_tags(pg: str) -> None:
             "utm_source": ["newsletter"],
             "utm_medium": ["email"],
             "utm_campaign": ["weekly-verdicts"],
+            "utm_content": ["quillmate-vs-parsewell"],
         }
     assert links[0] in email.text
 
@@ -223,6 +224,7 @@ def test_link_keeps_its_own_query_and_gains_the_utm_tags(pg: str) -> None:
         "utm_source": ["newsletter"],
         "utm_medium": ["email"],
         "utm_campaign": ["weekly-verdicts"],
+        "utm_content": ["quillmate-vs-parsewell"],
     }
 
 

@@ -1,6 +1,6 @@
 """The operator console: server-rendered pages under `/console` (README "Console").
 
-Routers are thin: they read through digest/progress.py, digest/stats.py, digest/schedule.py and
+Routers are thin: they read through digest/progress.py, digest/results.py, digest/schedule.py and
 digest/audit.py, and act through digest/operations.py and workers/publish.py — the functions
 the CLI and the admin API use.
 """
@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.web.console import adhoc, audit_page, dashboard, digest_pages, edition, login
+from digest.web.console import (
+    adhoc,
+    audit_page,
+    dashboard,
+    digest_pages,
+    edition,
+    login,
+    results_page,
+)
 
 # adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
 ROUTERS = (
@@ -18,6 +26,7 @@ ROUTERS = (
     edition.router,
     adhoc.router,
     digest_pages.router,
+    results_page.router,
     audit_page.router,
 )
 

@@ -98,18 +98,22 @@ class _Segment:
     positions: dict[int, int]  # comparison id -> place in this segment's email
 
 
-def segment_label(key: str) -> str:
-    """What a segment key means to a person: "all readers", or its categories."""
+def segment_label(key: str, names: dict[str, str]) -> str:
+    """What a segment key means to a person: "all readers", or its categories as the items
+    spell them (`names`: case-folded -> displayed; the key holds them case-folded)."""
     if key == ALL:
         return "all readers"
     if key.startswith("categories:"):
-        return " · ".join(key.removeprefix("categories:").split(";"))
+        folded = key.removeprefix("categories:").split(";")
+        return " · ".join(names.get(n, n) for n in folded)
     if key.startswith("categories#"):
         return f"many categories ({key.removeprefix('categories#')[:8]})"
     return key
 
 
-def _segments(session: Session, digest_id: int, links: ItemLinks) -> dict[int, _Segment]:
+def _segments(
+    session: Session, digest_id: int, links: ItemLinks, names: dict[str, str]
+) -> dict[int, _Segment]:
     """The digest's segments, each with where every item stood in its rendered email."""
     rows = session.execute(
         select(DigestSegment.id, DigestSegment.segment_key, DigestSegment.html)
@@ -117,7 +121,7 @@ def _segments(session: Session, digest_id: int, links: ItemLinks) -> dict[int, _
         .order_by(DigestSegment.id)
     )
     return {
-        row_id: _Segment(key, segment_label(key), links.positions_in(html))
+        row_id: _Segment(key, segment_label(key, names), links.positions_in(html))
         for row_id, key, html in rows
     }
 
@@ -141,8 +145,15 @@ def click_breakdown(
     session: Session, digest_id: int, items: Sequence[DigestItem]
 ) -> ClickBreakdown:
     """Every click of the digest, by comparison and segment, people and machines apart."""
-    links = item_links([i.comparison for i in items])
-    segments = _segments(session, digest_id, links)
+    comparisons = [i.comparison for i in items]
+    names = {
+        n.casefold(): n
+        for c in comparisons
+        for n in (c.category, *(t.category for t in c.tools))
+        if n
+    }
+    links = item_links(comparisons)
+    segments = _segments(session, digest_id, links, names)
     by_item: dict[int, _Tally] = {i.comparison_id: _Tally() for i in items}
     by_cell: dict[tuple[int, int | None], _Tally] = {}
     other, total = _Tally(), _Tally()

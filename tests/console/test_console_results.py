@@ -161,7 +161,7 @@ def test_each_comparison_shows_its_place_in_each_segments_email(
     segment = next(
         s for c in clicks.comparisons if c.slug == DESIGN for s in c.segments if s.segment != "all"
     )
-    assert (segment.label, segment.human_clicks) == ("design · developer tools", 1)
+    assert (segment.label, segment.human_clicks) == ("Design · Developer Tools", 1)
 
 
 def test_the_48_hour_series_adds_up_to_the_figures(

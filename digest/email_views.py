@@ -2,7 +2,8 @@
 
 Comparison text is hostile ground: every field passes through `field` (one line, no control
 characters, cut at a word boundary with "…") before a template sees it, and links to comparisons
-are rebuilt by `tracked_url` (http(s) only, percent-encoded, UTM-tagged). Rendering and
+are rebuilt by `tracked_url` (http(s) only, percent-encoded, UTM-tagged, the comparison's slug in
+`utm_content` so a click names its item: digest/item_links.py). Rendering and
 compiling live in `digest.rendering`; this module only prepares the values.
 """
 
@@ -68,7 +69,10 @@ def field(value: str | None, kind: str) -> str:
 
 
 def tracked_url(comparison: Comparison, utm: dict[str, str] = UTM) -> str:
-    """The comparison's page (or DIGEST_SITE_URL/compare/<slug>) with the UTM tags merged in."""
+    """The comparison's page (or DIGEST_SITE_URL/compare/<slug>) with the UTM tags merged in,
+    `utm_content` its slug: a click event's URL then names the item, whatever the page's
+    address becomes later (and a `utm_content` of the page's own cannot name another)."""
+    utm = {**utm, "utm_content": comparison.slug}
     base = comparison.url
     if not base or urlsplit(base).scheme not in ("http", "https"):
         base = f"{get_settings().site_url.rstrip('/')}/compare/{comparison.slug}"

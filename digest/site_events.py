@@ -188,14 +188,18 @@ class WebhookHealth:
     waiting: int
     failing: int  # waiting with at least one failed attempt
     last_error: str | None
+    oldest_waiting_at: datetime | None = None  # when the longest-waiting event was written
 
 
 def health(session: Session) -> WebhookHealth:
-    delivered, waiting, failing = session.execute(
+    """Delivered, waiting and failing events in one pass, the oldest still waiting, and the
+    newest error (digest/attention.py turns a failure or a backlog into a dashboard item)."""
+    delivered, waiting, failing, oldest = session.execute(
         select(
             func.count(SiteEvent.delivered_at),
             func.count().filter(SiteEvent.delivered_at.is_(None)),
             func.count().filter(SiteEvent.delivered_at.is_(None), SiteEvent.attempts > 0),
+            func.min(SiteEvent.created_at).filter(SiteEvent.delivered_at.is_(None)),
         )
     ).one()
     last_error = session.scalar(
@@ -204,4 +208,4 @@ def health(session: Session) -> WebhookHealth:
         .order_by(SiteEvent.id.desc())
         .limit(1)
     )
-    return WebhookHealth(enabled(), delivered, waiting, failing, last_error)
+    return WebhookHealth(enabled(), delivered, waiting, failing, last_error, oldest)

@@ -154,13 +154,15 @@ def digest_stats(session: Session, digest_id: int) -> DigestStats:
     )
 
 
-def _who() -> Any:
-    """A recipient: its delivery when the event is linked to one, else its lower-cased address."""
+def recipient_of_event() -> Any:
+    """A recipient: its delivery when the event is linked to one, else its lower-cased address.
+    Every figure that counts people counts this (digest/click_stats.py and
+    digest/activity_stats.py too), so they agree."""
     return func.coalesce(cast(EmailEvent.delivery_id, String), func.lower(EmailEvent.email))
 
 
 def _event_figures(session: Session, digest_id: int) -> dict[tuple[str, str | None], EventFigures]:
-    who = _who()
+    who = recipient_of_event()
     human = case((EmailEvent.machine.is_(False), who))
     rows = session.execute(
         select(
@@ -182,7 +184,7 @@ def _event_figures(session: Session, digest_id: int) -> dict[tuple[str, str | No
 
 def _unsubscribers(session: Session, digest_id: int) -> int:
     unsubscribers = session.scalar(
-        select(func.count(distinct(_who()))).where(
+        select(func.count(distinct(recipient_of_event()))).where(
             EmailEvent.digest_id == digest_id,
             EmailEvent.event.in_(("unsubscribe", "group_unsubscribe")),
         )

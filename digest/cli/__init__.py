@@ -1,11 +1,11 @@
 """The `digest` command: operators' entry point to every job of the service.
 
-One module per command group: `digests` (send, status, cancel, resume, resend-ambiguous, stats,
-process-webhooks), `subscribers` (CSV lists, erasure), `content` (import, preview, event
-schemas), `edition` (review the week's edition before it goes), `service` (db upgrade, serve,
-demo) and `operators` (console accounts). Commands import the domain inside their function, on
-purpose: `digest --help` and every command start without loading SQLAlchemy models, the renderer
-or Celery that only some commands need.
+One module per command group: `digests` (send, status, cancel, resume, resend-ambiguous,
+process-webhooks), `results` (stats), `subscribers` (CSV lists, erasure), `content` (import,
+preview, event schemas), `edition` (review the week's edition before it goes), `service` (db
+upgrade, serve, demo) and `operators` (console accounts). Commands import the domain inside
+their function, on purpose: `digest --help` and every command start without loading SQLAlchemy
+models, the renderer or Celery that only some commands need.
 
 The commands are registered here, in one table, in the order `digest --help` lists them.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import typer
 
-from digest.cli import content, digests, edition, operators, service, subscribers
+from digest.cli import content, digests, edition, operators, results, service, subscribers
 
 # Plain tracebacks: Rich's would print local variables, and those can hold secrets.
 app = typer.Typer(
@@ -28,7 +28,7 @@ for name, command in (
     ("preview", content.preview_command),
     ("serve", service.serve),
     ("demo", service.demo),
-    ("stats", digests.stats_command),
+    ("stats", results.stats_command),
     ("process-webhooks", digests.process_webhooks_command),
     ("send", digests.send_command),
     ("status", digests.status_command),

@@ -1,13 +1,12 @@
 """Digests: send one now, watch it, steer it in flight, and see how it did.
 
 `digest send`, `status`, `cancel`, `resume`, `resend-ambiguous` (digest/planning.py,
-digest/progress.py, digest/operations.py), `stats` and `process-webhooks` (digest/stats.py,
-digest/tracking.py).
+digest/progress.py, digest/operations.py) and `process-webhooks` (digest/tracking.py); `stats`
+is in digest/cli/results.py.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -17,11 +16,8 @@ from rich.table import Table
 from digest.cli.console import console, err, parse_when, print_json
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from digest.planning import PlanReport
     from digest.progress import DigestReport
-    from digest.stats import DigestStats
 
 Result = TypeVar("Result")
 
@@ -329,46 +325,7 @@ def resend_ambiguous_command(
     console.print(f"digest {digest_id}: batch(es) {ids} → {chosen[0]}")
 
 
-# --- how a digest did ----------------------------------------------------------------------------
-
-
-def _stats_of(session: Session, digest_id: int | None) -> DigestStats:
-    """The figures of a digest (the latest without an id); exit 1 if there is none."""
-    from digest.stats import digest_stats, latest_digest_id
-
-    digest_id = digest_id if digest_id is not None else latest_digest_id(session)
-    if digest_id is None:
-        err.print("no digests yet")
-        raise typer.Exit(1)
-    try:
-        return digest_stats(session, digest_id)
-    except LookupError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
-
-
-def stats_command(
-    digest_id: Annotated[int | None, typer.Argument(help="Digest id (default: the latest)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON")] = False,
-) -> None:
-    """How a digest did: sends, deliveries, bounces, complaints, opens, clicks, unsubscribes."""
-    from digest.db import session_scope
-    from digest.stats import FIGURES
-
-    with session_scope() as session:
-        stats = _stats_of(session, digest_id)
-    if as_json:
-        typer.echo(json.dumps(stats.as_dict(), default=str))
-        return
-    meta = stats.digest
-    table = Table(title=f"digest {meta.id} ({meta.kind}, {meta.status})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    for name in FIGURES:
-        table.add_row(name.replace("_", " "), str(getattr(stats, name)))
-    for name, count in stats.other_events.items():
-        table.add_row(f"other: {name}", str(count))
-    console.print(table)
+# --- webhook batches by hand ---------------------------------------------------------------------
 
 
 def process_webhooks_command() -> None:

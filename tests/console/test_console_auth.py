@@ -35,6 +35,7 @@ CONSOLE_GETS = [
     "/console/digests",
     "/console/digests/1",
     "/console/digests/1/progress",
+    "/console/digests/1/results",
     "/console/audit",
     "/console/editions/next",
     "/console/editions/next/emails",

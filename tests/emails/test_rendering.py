@@ -195,6 +195,7 @@ def test_link_to_the_comparison_carries_the_utm_tags(pg: str) -> None:
             "utm_source": ["newsletter"],
             "utm_medium": ["email"],
             "utm_campaign": ["weekly-verdicts"],
+            "utm_content": ["quillmate-vs-parsewell"],
         }
     assert links[0] in email.text
 
@@ -223,7 +224,17 @@ def test_link_keeps_its_own_query_and_gains_the_utm_tags(pg: str) -> None:
         "utm_source": ["newsletter"],
         "utm_medium": ["email"],
         "utm_campaign": ["weekly-verdicts"],
+        "utm_content": ["quillmate-vs-parsewell"],
     }
+
+
+def test_a_pages_own_utm_content_cannot_name_another_comparison(pg: str) -> None:
+    """Click figures read the item from `utm_content`: the page's address cannot override it."""
+    url = "https://shiporskip.example/c/q?utm_content=palettebird-vs-vectorine"
+    with session_scope() as session:
+        email = weekly(session, quill_vs_parse(url=url))
+    link = next(h for h in Page(email.html).hrefs() if "/c/q" in h)
+    assert parse_qs(urlsplit(link).query)["utm_content"] == ["quillmate-vs-parsewell"]
 
 
 def test_clear_verdicts_and_split_decisions_are_told_apart(pg: str) -> None:

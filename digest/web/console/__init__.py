@@ -1,6 +1,6 @@
 """The operator console: server-rendered pages under `/console` (README "Console").
 
-Routers are thin: they read through digest/progress.py, digest/stats.py, digest/schedule.py and
+Routers are thin: they read through digest/progress.py, digest/results.py, digest/schedule.py and
 digest/audit.py, and act through digest/operations.py and workers/publish.py — the functions
 the CLI and the admin API use.
 """
@@ -17,6 +17,7 @@ from digest.web.console import (
     edition,
     lists,
     login,
+    results_page,
 )
 
 # adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
@@ -26,6 +27,7 @@ ROUTERS = (
     edition.router,
     adhoc.router,
     digest_pages.router,
+    results_page.router,
     lists.router,
     audit_page.router,
 )

@@ -1,5 +1,6 @@
-"""`/console`: the next slot of each wave, what is sending now, the last ten digests, and what
-needs a person. `/console/live` is the sending-now part alone, polled by HTMX."""
+"""`/console`: the next slot of each wave, what is sending now, the last ten digests, readers'
+verdicts on their way to the site, and what needs a person. `/console/live` is the sending-now
+part alone, polled by HTMX."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
-from digest.attention import Attention, needs_a_person
+from digest.attention import Attention, needs_a_person, site_webhook_attention
 from digest.db import session_scope
 from digest.edition_review import EditionError, ReviewState, next_edition, review_state
 from digest.editions import other_waves
 from digest.progress import DigestReport, SendingProgress, recent_digests, sending_progress
 from digest.schedule import next_waves
+from digest.site_events import health
 from digest.stats import DigestStats, digest_stats
 from digest.web.console.views import Signed, render, signed_in
 from schema.models import Digest, utcnow
@@ -93,7 +95,9 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
         last: list[tuple[DigestReport, DigestStats]] = [
             (r, digest_stats(session, r.id)) for r in reports[:10]
         ]
+        site_webhook = health(session)
         attention: list[Attention] = needs_a_person(reports, now)
+        attention += site_webhook_attention(site_webhook, now)
         edition = _latest_edition(session, reports)
         upcoming = _next_review(session, now)
     return render(
@@ -106,6 +110,7 @@ def dashboard(signed: Signed = Depends(signed_in)) -> HTMLResponse:
         attention=attention,
         edition=edition,
         upcoming=upcoming,
+        site_webhook=site_webhook,
     )
 
 

@@ -16,4 +16,5 @@ pytest_plugins = [
     "tests.support.webhook_fixtures",
     "tests.support.browser",
     "tests.support.console_fixtures",
+    "tests.support.erasure_scenario",
 ]

@@ -1,14 +1,17 @@
-"""The ledger, by address: did this person get this digest, when, with which message id, and
-what SendGrid told us happened next. Read-only, for the console's digest page."""
+"""The ledger, by address or by subscriber: did this person get this digest, when, with which
+message id, and what SendGrid told us happened next. Read-only, for the console's digest page
+(`find_recipient`) and subscriber page (`deliveries_to_subscriber`)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schema.models import Delivery, DeliveryBatch, EmailEvent
+from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,67 @@ def find_recipient(session: Session, digest_id: int, address: str) -> list[Recip
             )
         )
     return traces
+
+
+@dataclass(frozen=True)
+class SubscriberDelivery:
+    """One digest a subscriber was (to be) sent, and SendGrid's events about it."""
+
+    digest_id: int
+    kind: str
+    subject: str | None
+    edition: str | None
+    planned_at: datetime
+    delivery_id: int
+    status: str
+    error: str | None
+    batch_status: str | None
+    sent_at: datetime | None
+    message_id: str | None
+    events: list[EventLine]
+
+
+def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[SubscriberDelivery]:
+    """Every delivery row of one subscriber, newest digest first, each with its events.
+
+    `deliveries` is keyed (digest_id, subscriber_id) and has no index on the subscriber alone
+    (planning writes a million rows a week; each index costs it). Joining from `digests` (a
+    few hundred rows) lets the planner probe that unique key once per digest instead of
+    scanning the ledger. The events come in one more query, by `ix_email_events_delivery_id`.
+    """
+    rows = session.execute(
+        select(Digest, Delivery, DeliveryBatch)
+        .join(Delivery, Delivery.digest_id == Digest.id)
+        .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Digest.id.desc())
+    ).all()
+    events: dict[int, list[EventLine]] = defaultdict(list)
+    ids = [delivery.id for _, delivery, _ in rows]
+    for start in range(0, len(ids), 1000):
+        for e in session.scalars(
+            select(EmailEvent)
+            .where(EmailEvent.delivery_id.in_(ids[start : start + 1000]))
+            .order_by(EmailEvent.occurred_at, EmailEvent.id)
+        ):
+            detail = e.bounce_class or e.url
+            if e.machine:
+                detail = f"{detail} (machine)" if detail else "machine"
+            events[e.delivery_id].append(EventLine(e.event, e.occurred_at.isoformat(), detail))
+    return [
+        SubscriberDelivery(
+            digest_id=digest.id,
+            kind=str(digest.kind),
+            subject=digest.subject,
+            edition=digest.edition,
+            planned_at=digest.created_at,
+            delivery_id=delivery.id,
+            status=str(delivery.status),
+            error=delivery.error,
+            batch_status=str(batch.status) if batch else None,
+            sent_at=batch.sent_at if batch else None,
+            message_id=batch.message_id if batch else None,
+            events=events.get(delivery.id, []),
+        )
+        for digest, delivery, batch in rows
+    ]

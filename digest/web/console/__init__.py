@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from digest.web.console import adhoc, audit_page, dashboard, digest_pages, edition, login
+from digest.web.console import (
+    adhoc,
+    audience,
+    audit_page,
+    dashboard,
+    digest_pages,
+    edition,
+    login,
+    subscribers,
+    suppressions,
+)
 
 # adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
 ROUTERS = (
@@ -18,6 +28,9 @@ ROUTERS = (
     edition.router,
     adhoc.router,
     digest_pages.router,
+    audience.router,
+    subscribers.router,
+    suppressions.router,
     audit_page.router,
 )
 

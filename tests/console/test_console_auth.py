@@ -39,6 +39,11 @@ CONSOLE_GETS = [
     "/console/editions/next",
     "/console/editions/next/emails",
     "/console/digests/new",
+    "/console/audience",
+    "/console/subscribers",
+    "/console/subscribers/1",
+    "/console/subscribers/1/erase",
+    "/console/suppressions",
 ]
 CONSOLE_POSTS = [
     "/console/logout",
@@ -54,6 +59,10 @@ CONSOLE_POSTS = [
     "/console/editions/next/approve",
     "/console/editions/next/test-copy",
     "/console/digests/new",
+    "/console/subscribers/1/unsubscribe",
+    "/console/subscribers/1/resend-confirmation",
+    "/console/subscribers/1/erase",
+    "/console/suppressions",
 ]
 
 

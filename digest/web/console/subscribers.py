@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from digest import audit
@@ -66,15 +66,14 @@ class SearchQuery(BaseModel):
     """The search form: a prefix of the address or name, a status, a page key."""
 
     q: str = Field(default="", max_length=4 * MAX_QUERY)
-    status: SubscriberStatus | None = None
+    status: str = Field(default="", max_length=20)
     before: int | None = Field(default=None, ge=0, le=2**62)
     after: int | None = Field(default=None, ge=0, le=2**62)
 
-    @field_validator("status", mode="before")
-    @classmethod
-    def _any_status(cls, value: object) -> object:
-        """The form's "any status" is an empty value; an unknown one counts as any."""
-        return value if value in set(SubscriberStatus) else None
+    @property
+    def wanted_status(self) -> SubscriberStatus | None:
+        """The form's "any status" is empty; an unknown value counts as any."""
+        return SubscriberStatus(self.status) if self.status in set(SubscriberStatus) else None
 
 
 @router.get(PAGE)
@@ -83,7 +82,7 @@ def subscriber_list(
 ) -> HTMLResponse:
     with session_scope() as session:
         found = search_subscribers(
-            session, query.q, status=query.status, before=query.before, after=query.after
+            session, query.q, status=query.wanted_status, before=query.before, after=query.after
         )
     return render(
         "subscribers.html", signed, page="subscribers", found=found, statuses=list(SubscriberStatus)

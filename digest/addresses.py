@@ -80,7 +80,7 @@ def suppression_counts(session: Session) -> list[ReasonCount]:
     """How many addresses each reason holds, every reason listed (zero included), strongest
     last as in REASON_RANK. One GROUP BY over the list (one row per address)."""
     rows = session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason))
-    counted = {reason: count for reason, count in rows.tuples()}
+    counted = {reason: count for reason, count in rows}
     return [ReasonCount(reason, int(counted.get(reason, 0))) for reason in REASON_RANK]
 
 

@@ -105,9 +105,7 @@ def _week_number(session: Session, column: Any, start: datetime) -> ColumnElemen
 def _per_week(session: Session, column: Any, start: datetime, *where: Any) -> dict[int, int]:
     """COUNT(*) per week number of rows whose `column` falls in the window."""
     week = _week_number(session, column, start).label("week")
-    rows = session.execute(
-        select(week, func.count()).where(column >= start, *where).group_by(week)
-    ).tuples()
+    rows = session.execute(select(week, func.count()).where(column >= start, *where).group_by(week))
     return {int(n): int(count) for n, count in rows}
 
 
@@ -198,7 +196,7 @@ def active_by_frequency(session: Session) -> list[Share]:
         .where(_active())
         .group_by(Subscriber.frequency)
         .order_by(func.count().desc(), Subscriber.frequency)
-    ).tuples()
+    )
     return [Share(str(frequency), int(count)) for frequency, count in rows]
 
 
@@ -210,7 +208,7 @@ def active_by_timezone(session: Session, limit: int = 30) -> list[Share]:
             .where(_active())
             .group_by(Subscriber.timezone)
             .order_by(func.count().desc(), Subscriber.timezone)
-        ).tuples()
+        )
     )
     shares = [Share(zone or NO_TIMEZONE, int(count)) for zone, count in rows[:limit]]
     rest = sum(int(count) for _, count in rows[limit:])
@@ -234,7 +232,7 @@ def active_by_category(session: Session) -> list[Share]:
     first, and those who chose none (they get every category). The JSON array is unnested by
     the database (PostgreSQL `json_array_elements_text`, SQLite `json_each`)."""
     dialect = session.get_bind().dialect.name
-    rows = session.execute(text(_CATEGORY_SQL[dialect])).tuples()
+    rows = session.execute(text(_CATEGORY_SQL[dialect]))
     shares = sorted((Share(str(name), int(count)) for name, count in rows), key=_largest)
     none_chosen = int(session.scalar(text(_NO_CATEGORY_SQL)) or 0)
     return [*shares, Share(ALL_CATEGORIES, none_chosen)]

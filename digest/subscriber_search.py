@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -95,6 +95,37 @@ def prefix_of(session: Session, column: Any, prefix: str) -> ColumnElement[bool]
     return and_(lowered >= prefix, lowered < prefix + _TOP)
 
 
+def search_statement(
+    session: Session,
+    wanted: str,
+    *,
+    status: SubscriberStatus | None = None,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int = PAGE_SIZE + 1,
+) -> Select[Any]:
+    """The search's one query (the benchmark and the query-plan test run it too): address or
+    name starting with `wanted` (a cleaned query; "" lists everyone), newest first, or oldest
+    first after `after` (the page before, read backwards)."""
+    statement = select(
+        Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.status, Subscriber.created_at
+    )
+    if wanted:
+        statement = statement.where(
+            or_(
+                prefix_of(session, Subscriber.email, wanted),
+                prefix_of(session, Subscriber.name, wanted),
+            )
+        )
+    if status is not None:
+        statement = statement.where(Subscriber.status == status)
+    if after is not None:
+        return statement.where(Subscriber.id > after).order_by(Subscriber.id).limit(limit)
+    if before is not None:
+        statement = statement.where(Subscriber.id < before)
+    return statement.order_by(Subscriber.id.desc()).limit(limit)
+
+
 def search_subscribers(
     session: Session,
     query: str = "",
@@ -107,31 +138,12 @@ def search_subscribers(
     """Subscribers whose address or name starts with `query` (all of them when it is empty),
     of `status` if given, newest first, one page: older than `before` or newer than `after`."""
     wanted = clean_query(query)
-    statement = select(
-        Subscriber.id,
-        Subscriber.email,
-        Subscriber.name,
-        Subscriber.status,
-        Subscriber.created_at,
-    )
-    if query.strip() and not wanted:
+    if query.strip() and not wanted:  # a control character: nothing stored can match
         return SearchPage([], query.strip()[:MAX_QUERY], status, None, None)
-    if wanted:
-        statement = statement.where(
-            or_(
-                prefix_of(session, Subscriber.email, wanted),
-                prefix_of(session, Subscriber.name, wanted),
-            )
-        )
-    if status is not None:
-        statement = statement.where(Subscriber.status == status)
-    if after is not None:
-        statement = statement.where(Subscriber.id > after).order_by(Subscriber.id)
-    else:
-        if before is not None:
-            statement = statement.where(Subscriber.id < before)
-        statement = statement.order_by(Subscriber.id.desc())
-    rows = [SubscriberLine(*row) for row in session.execute(statement.limit(per_page + 1))]
+    statement = search_statement(
+        session, wanted, status=status, before=before, after=after, limit=per_page + 1
+    )
+    rows = [SubscriberLine(*row) for row in session.execute(statement)]
     more = len(rows) > per_page
     rows = rows[:per_page]
     if after is not None:

@@ -98,38 +98,40 @@ def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[Subsc
     scanning the ledger. The events come in one more query, by `ix_email_events_delivery_id`.
     """
     rows = session.execute(
-        select(Digest, Delivery, DeliveryBatch)
+        select(
+            Digest.id,
+            Digest.kind,
+            Digest.subject,
+            Digest.edition,
+            Digest.created_at,
+            Delivery.id,
+            Delivery.status,
+            Delivery.error,
+            DeliveryBatch.status,
+            DeliveryBatch.sent_at,
+            DeliveryBatch.message_id,
+        )
         .join(Delivery, Delivery.digest_id == Digest.id)
         .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Digest.id.desc())
     ).all()
+    events = _events_by_delivery(session, [row[5] for row in rows])
+    # The columns above are SubscriberDelivery's fields, in order; then its events.
+    return [SubscriberDelivery(*row, events=events.get(row[5], [])) for row in rows]
+
+
+def _events_by_delivery(session: Session, delivery_ids: list[int]) -> dict[int, list[EventLine]]:
+    """SendGrid's events of these deliveries, oldest first, a thousand ids per query."""
     events: dict[int, list[EventLine]] = defaultdict(list)
-    ids = [delivery.id for _, delivery, _ in rows]
-    for start in range(0, len(ids), 1000):
+    for start in range(0, len(delivery_ids), 1000):
         for e in session.scalars(
             select(EmailEvent)
-            .where(EmailEvent.delivery_id.in_(ids[start : start + 1000]))
+            .where(EmailEvent.delivery_id.in_(delivery_ids[start : start + 1000]))
             .order_by(EmailEvent.occurred_at, EmailEvent.id)
         ):
             detail = e.bounce_class or e.url
             if e.machine:
                 detail = f"{detail} (machine)" if detail else "machine"
             events[e.delivery_id].append(EventLine(e.event, e.occurred_at.isoformat(), detail))
-    return [
-        SubscriberDelivery(
-            digest_id=digest.id,
-            kind=str(digest.kind),
-            subject=digest.subject,
-            edition=digest.edition,
-            planned_at=digest.created_at,
-            delivery_id=delivery.id,
-            status=str(delivery.status),
-            error=delivery.error,
-            batch_status=str(batch.status) if batch else None,
-            sent_at=batch.sent_at if batch else None,
-            message_id=batch.message_id if batch else None,
-            events=events.get(delivery.id, []),
-        )
-        for digest, delivery, batch in rows
-    ]
+    return events

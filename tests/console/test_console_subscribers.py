@@ -331,3 +331,22 @@ def test_a_hostile_address_in_the_lookup_is_shown_as_text(signed_in: TestClient)
     answer = _post(signed_in, "/console/suppressions", address=HOSTILE)
     assert answer.status_code == 200
     assert "<script>alert" not in answer.text and "&lt;script&gt;" in answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/console/subscribers?q=ada%40x.example&status=active", "?q=[redacted]&status=active"),
+        ("/console/subscribers?status=pending&q=Ada+Love", "?status=pending&q=[redacted]"),
+        ("/console/digests/3?address=ada@x.example", "/console/digests/3?address=[redacted]"),
+    ],
+)
+def test_a_search_for_a_person_reaches_the_access_log_without_them(
+    path: str, expected: str
+) -> None:
+    """uvicorn logs every request line; an operator's search names the person looked for."""
+    from digest.web.log_redaction import redact
+
+    line = f'127.0.0.1:5555 - "GET {path} HTTP/1.1" 200'
+    assert expected in redact(line)
+    assert "ada" not in redact(line).lower()

@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install axe vendor demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks bench-votes soak chromium clean
+.PHONY: install axe vendor demo test test-fault lint format serve worker beat bench bench-email bench-subscribe bench-webhooks bench-votes bench-search soak chromium clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,9 @@ bench-webhooks: $(STAMP)
 
 bench-votes: $(STAMP)
 	$(BIN)/python -m bench.votes $(BENCH_ARGS)
+
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.subscriber_search $(BENCH_ARGS)
 
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)

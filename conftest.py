@@ -17,4 +17,5 @@ pytest_plugins = [
     "tests.support.browser",
     "tests.support.console_fixtures",
     "tests.support.live_app",
+    "tests.support.erasure_scenario",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,40 @@ def is_suppressed(session: Session, address: str) -> bool:
     """Does a suppression (any reason) hold this address?"""
     key = email_hash(address)
     return session.scalar(select(Suppression.id).where(Suppression.email_hash == key)) is not None
+
+
+@dataclass(frozen=True)
+class SuppressionRecord:
+    """Why an address is suppressed, and since when (the entry's first date: a stronger reason
+    replaces a weaker one in place)."""
+
+    reason: SuppressionReason
+    since: datetime
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    reason: SuppressionReason
+    addresses: int
+
+
+def suppression_of(session: Session, address: str) -> SuppressionRecord | None:
+    """The suppression holding this address, looked up by its hash (the list keeps no address),
+    or None. For the console's "is this address suppressed, and why?"."""
+    row = session.execute(
+        select(Suppression.reason, Suppression.created_at).where(
+            Suppression.email_hash == email_hash(address)
+        )
+    ).first()
+    return None if row is None else SuppressionRecord(row.reason, row.created_at)
+
+
+def suppression_counts(session: Session) -> list[ReasonCount]:
+    """How many addresses each reason holds, every reason listed (zero included), strongest
+    last as in REASON_RANK. One GROUP BY over the list (one row per address)."""
+    rows = session.execute(select(Suppression.reason, func.count()).group_by(Suppression.reason))
+    counted = {reason: count for reason, count in rows}
+    return [ReasonCount(reason, int(counted.get(reason, 0))) for reason in REASON_RANK]
 
 
 def suppressed_hashes(

@@ -1,14 +1,17 @@
-"""The ledger, by address: did this person get this digest, when, with which message id, and
-what SendGrid told us happened next. Read-only, for the console's digest page."""
+"""The ledger, by address or by subscriber: did this person get this digest, when, with which
+message id, and what SendGrid told us happened next. Read-only, for the console's digest page
+(`find_recipient`) and subscriber page (`deliveries_to_subscriber`)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schema.models import Delivery, DeliveryBatch, EmailEvent
+from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,69 @@ def find_recipient(session: Session, digest_id: int, address: str) -> list[Recip
             )
         )
     return traces
+
+
+@dataclass(frozen=True)
+class SubscriberDelivery:
+    """One digest a subscriber was (to be) sent, and SendGrid's events about it."""
+
+    digest_id: int
+    kind: str
+    subject: str | None
+    edition: str | None
+    planned_at: datetime
+    delivery_id: int
+    status: str
+    error: str | None
+    batch_status: str | None
+    sent_at: datetime | None
+    message_id: str | None
+    events: list[EventLine]
+
+
+def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[SubscriberDelivery]:
+    """Every delivery row of one subscriber, newest digest first, each with its events.
+
+    `deliveries` is keyed (digest_id, subscriber_id) and has no index on the subscriber alone
+    (planning writes a million rows a week; each index costs it). Joining from `digests` (a
+    few hundred rows) lets the planner probe that unique key once per digest instead of
+    scanning the ledger. The events come in one more query, by `ix_email_events_delivery_id`.
+    """
+    rows = session.execute(
+        select(
+            Digest.id,
+            Digest.kind,
+            Digest.subject,
+            Digest.edition,
+            Digest.created_at,
+            Delivery.id,
+            Delivery.status,
+            Delivery.error,
+            DeliveryBatch.status,
+            DeliveryBatch.sent_at,
+            DeliveryBatch.message_id,
+        )
+        .join(Delivery, Delivery.digest_id == Digest.id)
+        .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
+        .where(Delivery.subscriber_id == subscriber_id)
+        .order_by(Digest.id.desc())
+    ).all()
+    events = _events_by_delivery(session, [row[5] for row in rows])
+    # The columns above are SubscriberDelivery's fields, in order; then its events.
+    return [SubscriberDelivery(*row, events=events.get(row[5], [])) for row in rows]
+
+
+def _events_by_delivery(session: Session, delivery_ids: list[int]) -> dict[int, list[EventLine]]:
+    """SendGrid's events of these deliveries, oldest first, a thousand ids per query."""
+    events: dict[int, list[EventLine]] = defaultdict(list)
+    for start in range(0, len(delivery_ids), 1000):
+        for e in session.scalars(
+            select(EmailEvent)
+            .where(EmailEvent.delivery_id.in_(delivery_ids[start : start + 1000]))
+            .order_by(EmailEvent.occurred_at, EmailEvent.id)
+        ):
+            detail = e.bounce_class or e.url
+            if e.machine:
+                detail = f"{detail} (machine)" if detail else "machine"
+            events[e.delivery_id].append(EventLine(e.event, e.occurred_at.isoformat(), detail))
+    return events

@@ -14,7 +14,10 @@ texts, and whatever another text or JSON column may come to hold. So `erase_subs
   placeholder, so an unprocessed body still processes (its events link to the anonymised
   delivery and change nothing);
 - sweeps every other text and JSON column of every table (from the models' metadata, so a column
-  added later is covered too) for the address.
+  added later is covered too) for the address;
+- adds one row to `erasures`: a timestamp and nothing else, so the console can count erasures
+  per week (the anonymised row's `updated_at` moves on, and a suppression that was already
+  there keeps its first date) without keeping anything about whom.
 
 What matches the address, and the rewriting, is `digest.redaction`. Names are removed from the
 person's own rows only: a name ("Ada") is also an ordinary word in
@@ -35,7 +38,7 @@ from digest import votes
 from digest.addresses import email_hash, suppress
 from digest.data_export import export_data
 from digest.redaction import Redaction, mentions_address, redact_body
-from schema.models import Base, Delivery, EmailEvent, Subscriber, WebhookBatch
+from schema.models import Base, Delivery, EmailEvent, Erasure, Subscriber, WebhookBatch
 from schema.statuses import SubscriberStatus, SuppressionReason
 
 __all__ = [  # export and redaction live in their own modules; these names stay importable here
@@ -239,6 +242,7 @@ def erase_subscriber(
     report.count("reader_votes", votes.forget_reader(session, subscriber_id))
     session.flush()
     _sweep(session, redaction, report)
+    session.add(Erasure(erased_at=now))  # that it happened, and when: nothing about whom
     session.flush()
     report.erased = True
     return report
@@ -267,6 +271,8 @@ def erase_address(session: Session, address: str, now: datetime | None = None) -
     _erase_bodies(session, redaction, [], report)
     session.flush()
     _sweep(session, redaction, report)
-    session.flush()
     report.erased = bool(report.rows)
+    if report.erased:
+        session.add(Erasure(erased_at=now))
+    session.flush()
     return report

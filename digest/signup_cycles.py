@@ -10,11 +10,13 @@ from __future__ import annotations
 import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from digest.addresses import is_suppressed
 from digest.settings import get_settings
 from digest.tokens import CONFIRM_MAX_AGE, ConfirmClaim, SignupCycle
 from schema.models import Subscriber
@@ -87,3 +89,39 @@ def release_confirmation(session: Session, subscriber_id: int) -> None:
         .values(confirmation_sent_at=None)
         .execution_options(synchronize_session=False)
     )
+
+
+class ResendOutcome(StrEnum):
+    """What an operator's "resend confirmation" did; only QUEUE means: queue the task."""
+
+    QUEUE = "queue"
+    NOT_PENDING = "not-pending"  # active, unsubscribed, bounced, complained, erased
+    SUPPRESSED = "suppressed"
+    TOO_SOON = "too-soon"  # one went out within DIGEST_CONFIRMATION_RESEND_SECONDS
+    MISSING = "missing"
+
+
+def resend_confirmation(
+    session: Session, subscriber_id: int, now: datetime | None = None
+) -> ResendOutcome:
+    """The console's "resend confirmation", under the public signup's rules: pending only, never
+    to a suppressed address, at most one per resend interval (`claim_confirmation`). A live
+    cycle keeps its link (the owner's earlier email still works); an expired one starts a new
+    cycle, as a new signup would. The caller commits, then queues `digest.send_confirmation`
+    (and gives the claim back with `release_confirmation` if it cannot)."""
+    now = now or datetime.now(UTC)
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+    if subscriber is None:
+        return ResendOutcome.MISSING
+    if subscriber.status != SubscriberStatus.PENDING:
+        return ResendOutcome.NOT_PENDING
+    if is_suppressed(session, subscriber.email):
+        return ResendOutcome.SUPPRESSED
+    if not cycle_is_live(subscriber.signup_cycle, subscriber.signup_cycle_at, now):
+        cycle = new_cycle(now)
+        subscriber.signup_cycle = cycle["signup_cycle"]
+        subscriber.signup_cycle_at = cycle["signup_cycle_at"]
+        session.flush()
+    if not claim_confirmation(session, subscriber_id, now):
+        return ResendOutcome.TOO_SOON
+    return ResendOutcome.QUEUE

@@ -244,8 +244,19 @@ def reader_id(subscriber_id: int) -> str:
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
-def verdicts_of(session: Session, subscriber_id: int) -> list[dict[str, object]]:
-    """A subscriber's verdicts, for their data export."""
+@dataclass(frozen=True)
+class ReaderVerdict:
+    """One of a reader's verdicts: which comparison, which tool, which way, when."""
+
+    comparison: str  # slug
+    tool_position: int
+    tool: str
+    choice: str
+    at: datetime
+
+
+def reader_verdicts(session: Session, subscriber_id: int) -> list[ReaderVerdict]:
+    """A subscriber's current verdicts, in the order cast (the console, the export)."""
     rows = session.execute(
         select(Comparison.slug, ReaderVote.tool_position, Tool.name, ReaderVote.choice)
         .add_columns(ReaderVote.updated_at)
@@ -258,15 +269,20 @@ def verdicts_of(session: Session, subscriber_id: int) -> list[dict[str, object]]
         .where(ReaderVote.subscriber_id == subscriber_id)
         .order_by(ReaderVote.id)
     )
+    return [ReaderVerdict(*row) for row in rows]
+
+
+def verdicts_of(session: Session, subscriber_id: int) -> list[dict[str, object]]:
+    """A subscriber's verdicts, for their data export (the JSON document's shape)."""
     return [
         {
-            "comparison": slug,
-            "tool_position": position,
-            "tool": name,
-            "choice": choice,
-            "at": at.isoformat(),
+            "comparison": v.comparison,
+            "tool_position": v.tool_position,
+            "tool": v.tool,
+            "choice": v.choice,
+            "at": v.at.isoformat(),
         }
-        for slug, position, name, choice, at in rows
+        for v in reader_verdicts(session, subscriber_id)
     ]
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -255,6 +256,9 @@ class Subscriber(Base):
     __table_args__ = (
         Index("uq_subscribers_email_lower", func.lower(email), unique=True),
         Index("ix_subscribers_status_id", "status", "id"),
+        # Migration 0011 adds the search indexes (PostgreSQL: lower(email) and lower(name) with
+        # text_pattern_ops, built CONCURRENTLY; SQLite: lower(name)), which Index() here cannot
+        # spell for both dialects. digest/subscriber_search.py is what they serve.
         CheckConstraint("email <> ''", name="email_not_empty"),
         CheckConstraint(_in("status", SUBSCRIBER_STATUSES), name="status"),
         CheckConstraint(_in("frequency", Frequency), name="frequency"),
@@ -490,6 +494,13 @@ class EmailEvent(Base):
     __table_args__ = (
         Index("ix_email_events_digest_event", "digest_id", "event"),
         Index("ix_email_events_delivery_id", "delivery_id"),
+        # Migration 0011: the events that change the list, by time (digest/audience.py).
+        Index(
+            "ix_email_events_list_changes",
+            "occurred_at",
+            postgresql_where=text("event IN ('bounce', 'spamreport')"),
+            sqlite_where=text("event IN ('bounce', 'spamreport')"),
+        ),
     )
 
 
@@ -618,3 +629,16 @@ class ListImportPart(Base):
     )
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Erasure(Base):
+    """That one erasure happened, and when: nothing else (no subscriber id, no address hash).
+
+    The audience page counts erasures per week from it; the subscriber row's `updated_at` moves
+    on, and a suppression that was already there keeps its first `created_at`.
+    """
+
+    __tablename__ = "erasures"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,4 +1,5 @@
-"""Tokens never reach the logs: a filter that redacts the token segment of link paths.
+"""Tokens never reach the logs: a filter that redacts the token segment of link paths (and the
+address or name an operator searched the console for).
 
 uvicorn's access log writes every request's path, and our links carry their token in the path
 (`/confirm/…`, `/unsubscribe/…`, `/preferences/…`, `/data/…`, `/vote/…`). Whoever reads the
@@ -21,9 +22,16 @@ _TOKEN_SEGMENT = re.compile(rf"(/(?:{'|'.join(TOKEN_PREFIXES)})/)[^/?#\s\"'<>]+"
 LOGGERS = ("uvicorn.access", "uvicorn.error")
 
 
+# The console's searches by address or name (`?q=`, `?address=`): operators' look-ups of a person.
+_CONSOLE_URL = re.compile(r"/console/[^\s\"'<>]*")
+_PERSON_PARAMETER = re.compile(r"([?&](?:q|address)=)[^&#\s\"'<>]*")
+
+
 def redact(text: str) -> str:
-    """`/confirm/abc.def?x` → `/confirm/[redacted]?x`; anything else unchanged."""
-    return _TOKEN_SEGMENT.sub(rf"\1{REDACTED}", text)
+    """`/confirm/abc.def?x` → `/confirm/[redacted]?x`, `/console/subscribers?q=ada` →
+    `/console/subscribers?q=[redacted]`; anything else unchanged."""
+    text = _TOKEN_SEGMENT.sub(rf"\1{REDACTED}", text)
+    return _CONSOLE_URL.sub(lambda m: _PERSON_PARAMETER.sub(rf"\1{REDACTED}", m.group(0)), text)
 
 
 def _redact_value(value: Any) -> Any:

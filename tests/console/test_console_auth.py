@@ -43,6 +43,11 @@ CONSOLE_GETS = [
     "/console/lists",
     "/console/lists/imports/1",
     "/console/lists/imports/1/progress",
+    "/console/audience",
+    "/console/subscribers",
+    "/console/subscribers/1",
+    "/console/subscribers/1/erase",
+    "/console/suppressions",
 ]
 CONSOLE_POSTS = [
     "/console/logout",
@@ -60,6 +65,10 @@ CONSOLE_POSTS = [
     "/console/digests/new",
     "/console/lists/upload",
     "/console/lists/export",
+    "/console/subscribers/1/unsubscribe",
+    "/console/subscribers/1/resend-confirmation",
+    "/console/subscribers/1/erase",
+    "/console/suppressions",
 ]
 
 

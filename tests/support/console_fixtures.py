@@ -4,14 +4,17 @@ read from the pages as a browser would."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from digest.db import session_scope
+from bench.procs import Proc, free_port, port_open, wait_for
+from digest.db import reset_caches, session_scope
 from digest.operators import create_operator
 
 OPERATOR = "ops@example.com"
@@ -73,3 +76,27 @@ def signed_in(console: TestClient, operator: OperatorAccount) -> TestClient:
     answer = sign_in(console)
     assert answer.status_code == 303, answer.text
     return console
+
+
+@pytest.fixture
+def console_web(
+    worker_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The app under uvicorn in a child process, publishing its tasks to this test's Redis (a
+    worker from `launch` runs them); its base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("DIGEST_PUBLIC_URL", base)
+    reset_caches()
+    argv = [sys.executable, "-m", "uvicorn", "digest.web.app:app", f"--port={port}"]
+    proc = Proc(
+        "console-web", argv, env={**worker_env, "DIGEST_PUBLIC_URL": base}, log_dir=tmp_path
+    )
+    proc.start()
+    try:
+        wait_for(lambda: port_open(port) or not proc.alive, 60, what="uvicorn to listen")
+        assert proc.alive, proc.log_tail()
+        yield base
+    finally:
+        proc.stop(timeout=10)
+        reset_caches()

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from digest.web.console import (
     adhoc,
+    audience,
     audit_page,
     dashboard,
     digest_pages,
@@ -18,6 +19,8 @@ from digest.web.console import (
     lists,
     login,
     results_page,
+    subscribers,
+    suppressions,
 )
 
 # adhoc before digest_pages: `/console/digests/new` before `/console/digests/{digest_id}`
@@ -29,6 +32,9 @@ ROUTERS = (
     digest_pages.router,
     results_page.router,
     lists.router,
+    audience.router,
+    subscribers.router,
+    suppressions.router,
     audit_page.router,
 )
 

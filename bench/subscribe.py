@@ -359,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("DIGEST_ENV", "development")  # migrating needs no secrets
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     print(f"fresh database {args.database} ...", flush=True)
     db_url = create_database(args.database, ADMIN_URL)

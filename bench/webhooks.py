@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-recipient", type=int, default=3, choices=[1, 2, 3])
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("DIGEST_ENV", "development")  # this process needs no secrets
     claimer = redis_lib.Redis.from_url(REDIS_BASE + "/0")
     token = uuid.uuid4().hex
     if not claimer.set(f"digest-test-claim:{REDIS_DB}", token, nx=True, ex=3600):

@@ -52,9 +52,12 @@ MAX_ID = 2**63 - 1
 
 
 def _text(value: Any, limit: int) -> str | None:
-    if value is None or isinstance(value, dict | list):
+    if type(value) is str and "\x00" not in value:  # the usual case, without copies
+        cleaned = value.strip()
+    elif value is None or isinstance(value, dict | list):
         return None
-    cleaned = str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
+    else:
+        cleaned = str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
     return cleaned[:limit] if cleaned else None
 
 
@@ -63,17 +66,19 @@ def _positive_id(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     try:
-        number = int(str(value).strip())
+        number = int(value if type(value) is str else str(value).strip())  # int() strips too
     except (TypeError, ValueError):
         return None
     return number if 0 < number <= MAX_ID else None
 
 
-def _occurred_at(value: Any, fallback: datetime) -> datetime:
+def _occurred_at(value: Any, fallback: datetime) -> tuple[datetime, int]:
+    """When the event happened, and as whole Unix seconds (for the dedupe key)."""
     try:
-        return datetime.fromtimestamp(int(float(value)), UTC)
+        seconds = value if type(value) is int else int(float(value))
+        return datetime.fromtimestamp(seconds, UTC), seconds
     except (TypeError, ValueError, OverflowError, OSError):
-        return fallback
+        return fallback, int(fallback.timestamp())
 
 
 def bounce_class(raw: dict[str, Any]) -> str:
@@ -106,13 +111,12 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
     """
     event = _text(raw.get("event"), 30) or "unknown"
     email = _text(raw.get("email"), 320)
-    occurred_at = _occurred_at(raw.get("timestamp"), received_at)
+    occurred_at, ts = _occurred_at(raw.get("timestamp"), received_at)
     message_id = _text(raw.get("sg_message_id"), 200)
     url = _text(raw.get("url"), 10_000) if event == "click" else None
     event_id = _text(raw.get("sg_event_id"), 1000)
     if event_id and len(event_id) > 100:
         event_id = hashlib.sha256(event_id.encode()).hexdigest()
-    ts = int(occurred_at.timestamp())
     return {
         "sg_event_id": event_id,
         "sg_message_id": message_id,

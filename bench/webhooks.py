@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psutil
 import redis as redis_lib
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +39,22 @@ REDIS_DB = 12
 BIN = Path(sys.executable).parent
 DB_NAME = "digest_bench_webhooks"
 SENT_AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+TARGET_EVENTS_PER_S = 20_000
+
+
+def database_cpu_s(database: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to `database` (ours alone)."""
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if (proc.info["name"] or "").startswith("postgres") and f" {database} " in (
+            " ".join(proc.info["cmdline"] or []) + " "
+        ):
+            try:
+                times = proc.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total += times.user + times.system
+    return total
 
 
 def seed(recipients: int) -> tuple[int, dict[str, int]]:
@@ -119,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
     parser.add_argument("--recipients", type=int, default=5000)
     parser.add_argument("--events-per-recipient", type=int, default=3, choices=[1, 2, 3])
+    parser.add_argument("--profile", help="write a pyinstrument report of the processing here")
     args = parser.parse_args(argv)
 
+    os.environ.setdefault("DIGEST_ENV", "development")  # this process needs no secrets
     claimer = redis_lib.Redis.from_url(REDIS_BASE + "/0")
     token = uuid.uuid4().hex
     if not claimer.set(f"digest-test-claim:{REDIS_DB}", token, nx=True, ex=3600):
@@ -136,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.update(DIGEST_DATABASE_URL=url, DIGEST_SENDGRID_WEBHOOK_PUBLIC_KEY=public)
     web = None
     try:
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from digest.db import reset_caches, session_scope
         from digest.stats import digest_stats
         from digest.tracking import process_batch
-        from schema.models import WebhookBatch
+        from schema.models import EmailEvent, WebhookBatch
 
         reset_caches()
         digest_id, deliveries = seed(args.recipients)
@@ -153,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             [str(BIN / "digest"), "serve", "--port", str(port)],
             env={"DIGEST_BROKER_URL": broker, "DIGEST_ENV": "test"},
         ).start()
-        wait_for(lambda: port_open(port) or not web.alive, 30, what="uvicorn")
+        wait_for(lambda: port_open(port) or not web.alive, 120, what="uvicorn")
 
         def post() -> float:
             stamp = str(int(time.time()))
@@ -174,32 +193,64 @@ def main(argv: list[str] | None = None) -> int:
             accept_s = post()
         with session_scope() as session:
             first, second = session.scalars(select(WebhookBatch.id).order_by(WebhookBatch.id)).all()
-        started = time.perf_counter()
+        profiler = None
+        if args.profile:
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+        load_before = os.getloadavg()[0]
+        pg_started = database_cpu_s(DB_NAME)
+        started, cpu_started = time.perf_counter(), time.process_time()
         with session_scope() as session:
             outcome = process_batch(session, first)
         process_s = time.perf_counter() - started
+        process_cpu_s = time.process_time() - cpu_started
+        pg_cpu_s = database_cpu_s(DB_NAME) - pg_started
+        if profiler is not None:
+            profiler.stop()
+            Path(args.profile).write_text(profiler.output_text(unicode=False, show_all=False))
         started = time.perf_counter()
         with session_scope() as session:
             replay = process_batch(session, second)
         replay_s = time.perf_counter() - started
         with session_scope() as session:
             figures = digest_stats(session, digest_id)
+            stored = session.scalar(select(func.count()).select_from(EmailEvent))
+        load_after = os.getloadavg()[0]
+        end_to_end = outcome.inserted / (accept_s + process_s)
+        summary = {
+            "events": len(events),
+            "body_bytes": len(body),
+            "accept_ms": round(accept_s * 1000, 1),
+            "process_s": round(process_s, 3),
+            "events_per_s_processing": round(outcome.inserted / process_s),
+            "events_per_s_end_to_end": round(end_to_end),
+            "cpu_us_per_event": {
+                "processing_python": round(1e6 * process_cpu_s / len(events), 1),
+                "postgres_backends": round(1e6 * pg_cpu_s / len(events), 1),
+            },
+            "replay_s": round(replay_s, 3),
+            "replay_inserted": replay.inserted,
+            "events_stored": stored,
+            "delivered": figures["delivered"],
+            "bounced": figures["bounced"],
+            "load_average_1m": [round(load_before, 2), round(load_after, 2)],
+            "cpus": os.cpu_count(),
+        }
+        print(json.dumps(summary, indent=2))
+        ok = replay.inserted == 0 and stored == len(events) == outcome.inserted
         print(
-            json.dumps(
-                {
-                    "events": len(events),
-                    "body_bytes": len(body),
-                    "accept_ms": round(accept_s * 1000, 1),
-                    "process_s": round(process_s, 2),
-                    "events_per_s": round(outcome.inserted / process_s),
-                    "replay_s": round(replay_s, 2),
-                    "replay_inserted": replay.inserted,
-                    "delivered": figures["delivered"],
-                    "bounced": figures["bounced"],
-                },
-                indent=2,
-            )
+            f"verified: {stored} events stored of {len(events)} sent, the redelivered copy "
+            f"inserted {replay.inserted} -> {'OK' if ok else 'FAILED'}"
         )
+        met = end_to_end >= TARGET_EVENTS_PER_S
+        print(
+            f"target (>= {TARGET_EVENTS_PER_S:,} events/s end to end, accept + process): "
+            f"{'met' if met else 'NOT met'} ({end_to_end:,.0f}/s)"
+        )
+        if not ok:
+            return 1
     finally:
         if web is not None:
             web.stop()

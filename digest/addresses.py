@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, null, select, text
+from sqlalchemy import case, exists, func, null, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from digest.key_lists import among, key_parts
 from schema.models import Suppression
 from schema.statuses import SuppressionReason
 
@@ -89,24 +90,15 @@ def suppressed_hashes(
 ) -> set[str]:
     """Which of these address hashes a suppression holds (of `reason`, if given).
 
-    One query per thousand hashes; on PostgreSQL the list travels as one array parameter.
+    One query on PostgreSQL (the hashes travel as one array), a thousand hashes a query on
+    SQLite.
     """
-    wanted = sorted(set(hashes))
     found: set[str] = set()
-    postgres = session.get_bind().dialect.name == "postgresql"
-    for start in range(0, len(wanted), CHUNK):
-        part = wanted[start : start + CHUNK]
-        if postgres and reason is None:
-            rows = session.execute(
-                text("SELECT email_hash FROM suppressions WHERE email_hash = ANY(:hashes)"),
-                {"hashes": part},
-            ).scalars()
-        else:
-            query = select(Suppression.email_hash).where(Suppression.email_hash.in_(part))
-            if reason is not None:
-                query = query.where(Suppression.reason == reason)
-            rows = session.scalars(query)
-        found.update(rows)
+    for part in key_parts(session, hashes):
+        query = select(Suppression.email_hash).where(among(session, Suppression.email_hash, part))
+        if reason is not None:
+            query = query.where(Suppression.reason == reason)
+        found.update(session.scalars(query))
     return found
 
 

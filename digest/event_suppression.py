@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, stronger_reason, suppress_many
+from digest.key_lists import among, key_parts
 from digest.settings import Settings, get_settings
 from schema.models import Delivery, EmailEvent, Subscriber, utcnow
 from schema.statuses import SubscriberStatus, SuppressionReason
@@ -79,28 +80,53 @@ def _action(row: Any) -> EventAction | None:
 def _load_subscribers(
     session: Session, rows: list[Any]
 ) -> tuple[dict[int, Subscriber], dict[str, Subscriber]]:
-    delivery_ids = sorted({r.delivery_id for r in rows if r.delivery_id})
+    """The subscribers the events act on, locked, in id order (concurrent batches lock alike).
+
+    A `delivered` event only resets a soft-bounce count: its subscriber is loaded only when the
+    count is above zero, or when another event of the batch acts on it too. In a batch of opens,
+    clicks and deliveries that skips thousands of rows nobody changes (loading them as objects
+    was a fifth of the batch's time)."""
+    others = [r for r in rows if _action(r) != EventAction.DELIVERED]
+    via_delivery, via_email = _subscribers_of(session, others, None)
+    deliveries = [r for r in rows if _action(r) == EventAction.DELIVERED]
+    if deliveries:
+        loaded = {s.id for s in (*via_delivery.values(), *via_email.values())}
+        more_delivery, more_email = _subscribers_of(session, deliveries, loaded)
+        via_delivery.update(more_delivery)
+        for email, subscriber in more_email.items():
+            via_email.setdefault(email, subscriber)
+    return via_delivery, via_email
+
+
+def _subscribers_of(
+    session: Session, rows: list[Any], loaded: set[int] | None
+) -> tuple[dict[int, Subscriber], dict[str, Subscriber]]:
+    """The rows' subscribers by delivery, else by address, locked; with `loaded` given, only
+    those with soft bounces to reset or already in `loaded`."""
+    relevant = None
+    if loaded is not None:
+        relevant = (Subscriber.soft_bounces > 0) | among(session, Subscriber.id, sorted(loaded))
     via_delivery: dict[int, Subscriber] = {}
-    for part in _chunks(delivery_ids):
+    for part in key_parts(session, (r.delivery_id for r in rows if r.delivery_id)):
+        query = select(Delivery.id, Subscriber).join(
+            Subscriber, Subscriber.id == Delivery.subscriber_id
+        )
+        query = query.where(among(session, Delivery.id, part))
+        if relevant is not None:
+            query = query.where(relevant)
         for d_id, subscriber in session.execute(
-            select(Delivery.id, Subscriber)
-            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-            .where(Delivery.id.in_(part))
-            .order_by(Subscriber.id)
-            .with_for_update(of=Subscriber)
+            query.order_by(Subscriber.id).with_for_update(of=Subscriber)
         ):
             via_delivery[d_id] = subscriber
-    emails = sorted(
-        {r.email.lower() for r in rows if r.email and r.delivery_id not in via_delivery}
-    )
+    emails = {r.email.lower() for r in rows if r.email and r.delivery_id not in via_delivery}
+    if relevant is not None:  # a delivery that named a subscriber not worth loading: not by address
+        emails -= {r.email.lower() for r in rows if r.email and r.delivery_id}
     via_email: dict[str, Subscriber] = {}
-    for part in _chunks(emails):
-        for subscriber in session.scalars(
-            select(Subscriber)
-            .where(func.lower(Subscriber.email).in_(part))
-            .order_by(Subscriber.id)
-            .with_for_update()
-        ):
+    for part in key_parts(session, emails):
+        query = select(Subscriber).where(among(session, func.lower(Subscriber.email), part))
+        if relevant is not None:
+            query = query.where(relevant)
+        for subscriber in session.scalars(query.order_by(Subscriber.id).with_for_update()):
             via_email[subscriber.email.lower()] = subscriber
     return via_delivery, via_email
 

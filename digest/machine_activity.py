@@ -10,21 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from digest.key_lists import among, key_parts
 from digest.settings import Settings, get_settings
 from schema.models import Delivery, DeliveryBatch, EmailEvent
 
-CHUNK = 1000
 Click = tuple[int, datetime, str | None, bool]  # (event id, when, URL, flagged machine now)
-
-
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def flag_machine_activity(
@@ -38,10 +32,13 @@ def flag_machine_activity(
     settings = settings or get_settings()
     window = timedelta(seconds=settings.machine_click_seconds)
     flagged = 0
-    for part in _chunks(sorted(set(delivery_ids))):
-        delivered = _delivered_at(session, part)
+    for part in key_parts(session, delivery_ids):
+        clicks = _clicks(session, part)
+        if not clicks:  # only deliveries with clicks have anything to judge
+            continue
+        delivered = _delivered_at(session, sorted(clicks))
         to_set: dict[bool, list[int]] = {True: [], False: []}
-        for d_id, rows in _clicks(session, part).items():
+        for d_id, rows in clicks.items():
             machine_ids = _machine_clicks(rows, delivered.get(d_id), window, settings)
             for e_id, _, _, was in rows:
                 now_machine = e_id in machine_ids
@@ -49,9 +46,11 @@ def flag_machine_activity(
                 if now_machine != was:
                     to_set[now_machine].append(e_id)
         for value, ids in to_set.items():
-            for ids_part in _chunks(ids):
+            for ids_part in key_parts(session, ids):
                 session.execute(
-                    update(EmailEvent).where(EmailEvent.id.in_(ids_part)).values(machine=value)
+                    update(EmailEvent)
+                    .where(among(session, EmailEvent.id, ids_part))
+                    .values(machine=value)
                 )
     return flagged
 
@@ -62,12 +61,14 @@ def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, da
     for d_id, sent_at in session.execute(
         select(Delivery.id, DeliveryBatch.sent_at)
         .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
-        .where(Delivery.id.in_(delivery_ids), DeliveryBatch.sent_at.is_not(None))
+        .where(among(session, Delivery.id, delivery_ids), DeliveryBatch.sent_at.is_not(None))
     ):
         delivered[d_id] = sent_at
     for d_id, first in session.execute(
         select(EmailEvent.delivery_id, func.min(EmailEvent.occurred_at))
-        .where(EmailEvent.delivery_id.in_(delivery_ids), EmailEvent.event == "delivered")
+        .where(
+            among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "delivered"
+        )
         .group_by(EmailEvent.delivery_id)
     ):
         delivered[d_id] = first
@@ -85,7 +86,7 @@ def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Cli
             EmailEvent.url,
             EmailEvent.machine,
         )
-        .where(EmailEvent.delivery_id.in_(delivery_ids), EmailEvent.event == "click")
+        .where(among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "click")
         .order_by(EmailEvent.occurred_at, EmailEvent.id)
     ):
         clicks.setdefault(d_id, []).append((e_id, at, url, machine))

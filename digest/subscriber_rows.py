@@ -6,9 +6,11 @@ side by side instead, each saying whom it serves and why it is shaped so:
 - `insert_signup`: one signup (the web form, a re-submitted address). INSERT … SELECT … WHERE NOT
   EXISTS (suppression) ON CONFLICT DO NOTHING RETURNING id: the common case, a new unsuppressed
   address, costs one round trip and needs no lock.
-- `insert_signups`: a batch of signups (`subscribe_many`, the batched web writer): one multi-row
-  INSERT … VALUES … ON CONFLICT DO NOTHING RETURNING id, email. The caller has already filtered
-  suppressed addresses in one query for the whole batch.
+- `insert_signups`: a batch of signups (`subscribe_many`, the batched web writer): on PostgreSQL
+  one INSERT … SELECT FROM json_to_recordset(one json parameter) WHERE NOT EXISTS (suppression)
+  ON CONFLICT DO NOTHING RETURNING id, email: one round trip, and a statement whose text never
+  changes with the batch's size (a multi-row VALUES was a new statement for every size, parsed
+  again each time). SQLite: one suppression query, then a multi-row INSERT … VALUES.
 - `insert_imported`: a CSV chunk of up to 5,000 rows (`digest subscribers import`). PostgreSQL:
   one INSERT … SELECT FROM unnest(five arrays) ON CONFLICT DO NOTHING, thousands of rows
   without thousands of bind parameters; SQLite: INSERT OR IGNORE.
@@ -25,10 +27,11 @@ import json
 from functools import lru_cache
 from typing import Any
 
+import orjson
 from sqlalchemy import Table, bindparam, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
-from digest.addresses import email_hash
+from digest.addresses import email_hash, suppressed_hashes
 from schema.models import Subscriber, Suppression, utcnow
 from schema.statuses import SubscriberStatus
 
@@ -100,9 +103,42 @@ def _signups_statement(dialect: str) -> Any:
     return statement.returning(table.c.id, table.c.email)
 
 
+_JSON_COLUMNS = {
+    "categories": "json",
+    "paused": "boolean",
+    "soft_bounces": "integer",
+    "consent_at": "timestamptz",
+    "confirmation_sent_at": "timestamptz",
+    "signup_cycle_at": "timestamptz",
+    "created_at": "timestamptz",
+    "updated_at": "timestamptz",
+}
+# PostgreSQL: the batch as ONE json parameter (orjson writes it in microseconds; arrays of every
+# column were dumped element by element, 14 % of a signup's CPU), suppressed addresses left out
+# by the statement itself (no query before it).
+JSON_SIGNUPS = text(
+    f"INSERT INTO subscribers ({', '.join(NEW_SUBSCRIBER_COLUMNS)}) "
+    f"SELECT {', '.join('r.' + c for c in NEW_SUBSCRIBER_COLUMNS)} "
+    "FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    + ", ".join(f"{c} {_JSON_COLUMNS.get(c, 'text')}" for c in NEW_SUBSCRIBER_COLUMNS)
+    + ", suppression_key text) "
+    "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.suppression_key) "
+    "ON CONFLICT DO NOTHING RETURNING id, email"
+)
+
+
 def insert_signups(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
-    """Insert these rows (addresses the caller checked are not suppressed); returns (id, email)
-    of the rows that went in. A row whose address is already there is skipped."""
+    """Insert the rows whose address is neither suppressed nor already there; returns (id,
+    email) of the rows that went in. The caller looks at the others one by one."""
+    if session.get_bind().dialect.name == "postgresql":
+        document = orjson.dumps(
+            [{**row, "suppression_key": email_hash(row["email"])} for row in rows]
+        ).decode()
+        return [(row[0], row[1]) for row in session.execute(JSON_SIGNUPS, {"rows": document})]
+    suppressed = suppressed_hashes(session, [email_hash(row["email"]) for row in rows])
+    rows = [row for row in rows if email_hash(row["email"]) not in suppressed]
+    if not rows:
+        return []
     statement = _signups_statement(session.get_bind().dialect.name)
     return [(row[0], row[1]) for row in session.connection().execute(statement, rows)]
 

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from digest.addresses import email_hash, is_suppressed, suppressed_hashes
+from digest.addresses import email_hash, is_suppressed
 from digest.privacy import deleted_placeholder
 from digest.signup_cycles import (
     claim_confirmation,
@@ -258,25 +258,21 @@ def subscribe_many(
 ) -> list[SubscribeResult]:
     """`subscribe` for several signups in one transaction, results in the same order.
 
-    The common case, new addresses, costs one suppression query and one multi-row INSERT for
-    the lot; the rest (known or duplicated addresses) go through `subscribe` one by one. Pass
+    The common case, new unsuppressed addresses, costs one INSERT for the lot (it leaves out
+    suppressed and known addresses); the rest (known, suppressed or repeated addresses) go
+    through `subscribe` one by one. Pass
     the signups sorted by address so that concurrent transactions lock rows in the same order.
     """
     now = now or datetime.now(UTC)
     results: list[SubscribeResult | None] = [None] * len(signups)
-    suppressed = suppressed_hashes(session, [email_hash(signup.email) for signup, _ in signups])
     first: dict[str, int] = {}  # lower-cased address -> the first signup of it in this batch
     for index, (signup, _) in enumerate(signups):
-        if email_hash(signup.email) in suppressed:
-            results[index] = SubscribeResult(SubscribeOutcome.SUPPRESSED)
-        else:
-            first.setdefault(signup.email.lower(), index)
-    if first:
-        rows = [_new_row(*signups[index], now) for index in first.values()]
-        for subscriber_id, email in insert_signups(session, rows):
-            results[first[email.lower()]] = SubscribeResult(
-                SubscribeOutcome.CREATED, subscriber_id, send_confirmation=True
-            )
+        first.setdefault(signup.email.lower(), index)
+    rows = [_new_row(*signups[index], now) for index in first.values()]
+    for subscriber_id, email in insert_signups(session, rows):
+        results[first[email.lower()]] = SubscribeResult(
+            SubscribeOutcome.CREATED, subscriber_id, send_confirmation=True
+        )
     for index, (signup, consent) in enumerate(signups):
         if results[index] is None:  # already known, or a second signup of one address
             results[index] = subscribe(

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
@@ -92,15 +93,21 @@ PG_INSERT = text(
 )
 
 
+def _rows_document(rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON array (datetimes in ISO 8601). orjson writes 3 MB of events in a
+    tenth of the stdlib's time; what it refuses (integers past 64 bits) goes the stdlib's way."""
+    try:
+        return orjson.dumps(rows).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps([{**row, "occurred_at": row["occurred_at"].isoformat()} for row in rows])
+
+
 def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[Any]:
     """Insert rows, skipping any already stored; return only the rows that were new."""
     if not rows:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        document = json.dumps(
-            [{**row, "occurred_at": row["occurred_at"].isoformat()} for row in rows]
-        )
-        return list(session.execute(PG_INSERT, {"rows": document}).all())
+        return list(session.execute(PG_INSERT, {"rows": _rows_document(rows)}).all())
     from sqlalchemy.dialects.sqlite import insert
 
     table = EmailEvent.__table__
@@ -130,7 +137,7 @@ def process_batch(
     if batch.processed_at is not None:
         outcome.already_processed = True
         return outcome
-    raw = json.loads(batch.body)
+    raw = _parse(batch.body)
     if "\\u" in batch.body:  # escapes may carry NUL or lone surrogates, which PostgreSQL refuses
         raw = storable(raw)
     events = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
@@ -155,6 +162,16 @@ def process_batch(
     if unknown:
         log.info("webhook batch %s: kept unknown event types %s", batch_id, ", ".join(unknown))
     return outcome
+
+
+def _parse(body: str) -> Any:
+    """A stored (verified) body. orjson parses in a quarter of the stdlib's time; a body it
+    refuses but the stdlib accepted at the door (lone surrogates, NaN, huge integers) is read
+    as the door read it."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
 
 
 def _forget_erased(session: Session, batch: WebhookBatch, rows: list[dict[str, Any]]) -> None:

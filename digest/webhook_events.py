@@ -17,13 +17,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.key_lists import among, key_parts
 from schema.models import Delivery, DeliveryBatch, Digest
 
 KNOWN_EVENTS = frozenset(
@@ -46,16 +46,18 @@ SENDER_SIDE_BOUNCES = frozenset(
     {"technical", "content", "reputation", "frequency or volume too high"}
 )
 MAX_ID = 2**63 - 1
-CHUNK = 1000
 
 
 # --- normalising -------------------------------------------------------------------------------
 
 
 def _text(value: Any, limit: int) -> str | None:
-    if value is None or isinstance(value, dict | list):
+    if type(value) is str and "\x00" not in value:  # the usual case, without copies
+        cleaned = value.strip()
+    elif value is None or isinstance(value, dict | list):
         return None
-    cleaned = str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
+    else:
+        cleaned = str(value).replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL
     return cleaned[:limit] if cleaned else None
 
 
@@ -64,17 +66,19 @@ def _positive_id(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     try:
-        number = int(str(value).strip())
+        number = int(value if type(value) is str else str(value).strip())  # int() strips too
     except (TypeError, ValueError):
         return None
     return number if 0 < number <= MAX_ID else None
 
 
-def _occurred_at(value: Any, fallback: datetime) -> datetime:
+def _occurred_at(value: Any, fallback: datetime) -> tuple[datetime, int]:
+    """When the event happened, and as whole Unix seconds (for the dedupe key)."""
     try:
-        return datetime.fromtimestamp(int(float(value)), UTC)
+        seconds = value if type(value) is int else int(float(value))
+        return datetime.fromtimestamp(seconds, UTC), seconds
     except (TypeError, ValueError, OverflowError, OSError):
-        return fallback
+        return fallback, int(fallback.timestamp())
 
 
 def bounce_class(raw: dict[str, Any]) -> str:
@@ -107,13 +111,12 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
     """
     event = _text(raw.get("event"), 30) or "unknown"
     email = _text(raw.get("email"), 320)
-    occurred_at = _occurred_at(raw.get("timestamp"), received_at)
+    occurred_at, ts = _occurred_at(raw.get("timestamp"), received_at)
     message_id = _text(raw.get("sg_message_id"), 200)
     url = _text(raw.get("url"), 10_000) if event == "click" else None
     event_id = _text(raw.get("sg_event_id"), 1000)
     if event_id and len(event_id) > 100:
         event_id = hashlib.sha256(event_id.encode()).hexdigest()
-    ts = int(occurred_at.timestamp())
     return {
         "sg_event_id": event_id,
         "sg_message_id": message_id,
@@ -157,11 +160,6 @@ def storable(value: Any) -> Any:
 # --- linking -----------------------------------------------------------------------------------
 
 
-def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def link(session: Session, rows: list[dict[str, Any]]) -> int:
     """Fill `delivery_id`/`digest_id` with ids that exist and agree; returns how many linked."""
     deliveries = _deliveries_named(session, rows)
@@ -171,10 +169,9 @@ def link(session: Session, rows: list[dict[str, Any]]) -> int:
         if not _agrees(r, deliveries.get(r["delivery_id"])) and r["sg_message_id"] and r["email"]
     ]
     by_message = _deliveries_by_message(session, unlinked)
-    digest_refs = sorted({r["digest_id"] for r in rows if r["digest_id"]})
     digests: set[int] = set()
-    for part in _chunks(digest_refs):
-        digests.update(session.scalars(select(Digest.id).where(Digest.id.in_(part))))
+    for part in key_parts(session, (r["digest_id"] for r in rows if r["digest_id"])):
+        digests.update(session.scalars(select(Digest.id).where(among(session, Digest.id, part))))
 
     linked = 0
     for row in rows:
@@ -194,11 +191,13 @@ def link(session: Session, rows: list[dict[str, Any]]) -> int:
 
 def _deliveries_named(session: Session, rows: list[dict[str, Any]]) -> dict[int, tuple[int, str]]:
     """The deliveries the events' `delivery_id`s name: id -> (digest id, lower-cased address)."""
-    wanted = sorted({r["delivery_id"] for r in rows if r["delivery_id"]})
+    wanted = (r["delivery_id"] for r in rows if r["delivery_id"])
     deliveries: dict[int, tuple[int, str]] = {}
-    for part in _chunks(wanted):
+    for part in key_parts(session, wanted):
         for d_id, digest_id, email in session.execute(
-            select(Delivery.id, Delivery.digest_id, Delivery.email).where(Delivery.id.in_(part))
+            select(Delivery.id, Delivery.digest_id, Delivery.email).where(
+                among(session, Delivery.id, part)
+            )
         ):
             deliveries[d_id] = (digest_id, email.lower())
     return deliveries
@@ -216,23 +215,22 @@ def _deliveries_by_message(
 ) -> dict[tuple[str, str], tuple[int, int]]:
     """(message id, address) -> (delivery id, digest id), through our batches' message ids."""
     by_message: dict[tuple[str, str], tuple[int, int]] = {}
-    prefixes = sorted({r["sg_message_id"].split(".", 1)[0] for r in unlinked})
-    for part in _chunks(prefixes):
+    prefixes = {r["sg_message_id"].split(".", 1)[0] for r in unlinked}
+    for part in key_parts(session, prefixes):
         batch_ids = dict(
             session.execute(
                 select(DeliveryBatch.id, DeliveryBatch.message_id).where(
-                    DeliveryBatch.message_id.in_(part)
+                    among(session, DeliveryBatch.message_id, part)
                 )
             ).all()
         )
         if not batch_ids:
             continue
-        emails = sorted({r["email"].lower() for r in unlinked})
-        for email_part in _chunks(emails):
+        for email_part in key_parts(session, (r["email"].lower() for r in unlinked)):
             for d_id, digest_id, batch_id, email in session.execute(
                 select(Delivery.id, Delivery.digest_id, Delivery.batch_id, Delivery.email).where(
                     Delivery.batch_id.in_(list(batch_ids)),
-                    func.lower(Delivery.email).in_(email_part),
+                    among(session, func.lower(Delivery.email), email_part),
                 )
             ):
                 by_message[(batch_ids[batch_id], email.lower())] = (d_id, digest_id)

@@ -18,6 +18,7 @@ from digest.web import (
     ingest_api,
     log_redaction,
     metrics_api,
+    signup,
     subscribe_pages,
     webhooks_api,
 )
@@ -61,7 +62,9 @@ def create_app() -> FastAPI:
     settings = get_settings()
     # Guards run before any route reads a body; the last added is the outermost. Order of a
     # request: CORS, bearer token (401 from the headers alone), size (413 from Content-Length or
-    # while streaming), JSON depth (422), then the route.
+    # while streaming), JSON depth (422), then the route (POST /subscribe: its own endpoint,
+    # the innermost middleware, which skips the router's machinery on the hottest path).
+    app.add_middleware(signup.SignupEndpoint)
     app.add_middleware(JsonDepthLimit, prefixes=JSON_PREFIXES)
     app.add_middleware(
         BodySizeLimit,

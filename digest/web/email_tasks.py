@@ -12,7 +12,7 @@ from digest import subscriptions
 from digest.db import session_scope
 from workers import tasks
 from workers.app import app as celery_app
-from workers.publish import enqueue
+from workers.publish import enqueue, enqueue_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,14 @@ def send_confirmation_after_response(subscriber_id: int) -> None:
 
 
 def queue_confirmations(subscriber_ids: list[int]) -> None:
-    """Queue confirmation tasks after the commit, pipelined in one broker round trip.
+    """Queue confirmation tasks after the commit, in one broker round trip (one LPUSH).
 
     If the broker is down the answer stays the same as an active address's (anything else would
     reveal who is subscribed); the claims are released so that the next try sends, and the outage
     shows in the log and in /healthz.
     """
     try:
-        enqueue(
-            *(tasks.send_confirmation.s(subscriber_id) for subscriber_id in subscriber_ids),
-            declare_once=True,
-        )
+        enqueue_ids(tasks.send_confirmation.name, subscriber_ids)
     except Exception:  # BrokerUnavailable, or an in-process send that failed
         log.exception("could not queue confirmations for subscribers %s", subscriber_ids)
         with session_scope() as session:

@@ -74,38 +74,38 @@ class SubscribeGuard:
 def per_ip_limits(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> dict[int, Limited]:
     """The per-IP limit for a batch: one counter update for all of an IP's attempts when they
     all fit (the usual case), else attempt by attempt, so exactly those over the limit are
-    refused. Returns the refused attempts' indexes."""
+    refused. Returns the refused attempts' indexes. One Redis round trip either way."""
     by_ip: dict[str, list[int]] = {}
     for index, attempt in enumerate(attempts):
         by_ip.setdefault(attempt.ip, []).append(index)
     refused: dict[int, Limited] = {}
     for ip, indexes in by_ip.items():
         cost = len(indexes)
-        if (
-            cost > 1
-            and guard.limiter.fits(guard.per_ip, "subscribe-ip", ip, cost)
-            and not guard.limiter.hit(guard.per_ip, "subscribe-ip", ip, cost=cost)
-        ):
+        if cost > 1 and guard.limiter.hit_all_or_none(guard.per_ip, "subscribe-ip", ip, cost):
             continue
-        for index in indexes:
-            limited = guard.limiter.hit(guard.per_ip, "subscribe-ip", ip)
+        answers = guard.limiter.hit_each(guard.per_ip, "subscribe-ip", [ip] * cost)
+        for index, limited in zip(indexes, answers, strict=True):
             if limited:
                 refused[index] = limited
     return refused
 
 
-def screen(guard: SubscribeGuard, attempt: SignupAttempt) -> SignupOutcome | str:
-    """Honeypot, address and per-address limit of one attempt: its outcome, or the normalised
-    address to write. Only the address is validated here (the limit counts addresses); the other
-    fields are validated in the batch's transaction, where unknown categories can be looked up."""
+def screen(attempt: SignupAttempt) -> SignupOutcome | str:
+    """Honeypot and address of one attempt: its outcome, or the normalised address, which the
+    per-address limit counts next. Only the address is validated here; the other fields are
+    validated in the batch's transaction, where unknown categories can be looked up."""
     if attempt.fields.honeypot:
         return Accepted()
     try:
-        email = subscriptions.normalise_email(attempt.fields.data.get("email"))
+        return subscriptions.normalise_email(attempt.fields.data.get("email"))
     except InvalidField as error:
         return Rejected(error)
-    limited = guard.limiter.hit(guard.per_email, "subscribe-email", email_hash(email))
-    return limited or email
+
+
+def per_email_limits(guard: SubscribeGuard, addresses: list[str]) -> list[Limited | None]:
+    """The per-address limit for each address, in one Redis round trip (keyed by hash)."""
+    hashes = [email_hash(address) for address in addresses]
+    return guard.limiter.hit_each(guard.per_email, "subscribe-email", hashes)
 
 
 def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list[SignupOutcome]:
@@ -117,14 +117,21 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
     here (insert-or-nothing, guarded updates) do not fail on any input.
     """
     outcomes: list[SignupOutcome | None] = [None] * len(attempts)
-    ready: list[tuple[str, int]] = []
+    screened: list[tuple[str, int]] = []
     refused = per_ip_limits(guard, attempts)
     for index, attempt in enumerate(attempts):
-        screened = refused.get(index) or screen(guard, attempt)
-        if isinstance(screened, str):
-            ready.append((screened, index))
+        outcome = refused.get(index) or screen(attempt)
+        if isinstance(outcome, str):
+            screened.append((outcome, index))
         else:
-            outcomes[index] = screened
+            outcomes[index] = outcome
+    ready: list[tuple[str, int]] = []
+    limited = per_email_limits(guard, [email for email, _ in screened])
+    for (email, index), over in zip(screened, limited, strict=True):
+        if over:
+            outcomes[index] = over
+        else:
+            ready.append((email, index))
     to_confirm: list[tuple[int, int]] = []
     if ready:
         ready.sort(key=lambda pair: (pair[0].lower(), pair[1]))

@@ -135,3 +135,29 @@ def test_origin_settings_accept_json_or_comma_separated(monkeypatch: pytest.Monk
     settings = Settings()
     assert settings.cors_origins == ["https://a.example"]
     assert settings.redirect_origins == ["https://b.example", "https://c.example"]
+
+
+def test_batched_hits_count_like_hits_one_at_a_time(redis_url: str) -> None:
+    from digest.ratelimit import RateLimiter, parse_limits
+
+    limiter = RateLimiter(redis_url)
+    limits = parse_limits("2/minute;3/hour")
+    answers = limiter.hit_each(limits, "scope", ["a", "a", "b", "a"])
+    assert [bool(a) for a in answers] == [False, False, False, True]
+    assert 1 <= answers[3].retry_after <= 60  # type: ignore[union-attr]
+    # the library reads the same counters: "a" is full, "b" has one more this minute
+    assert not limiter.strategy.test(limits[0], "scope", "a")
+    assert limiter.strategy.test(limits[0], "scope", "b")
+    assert limiter.hit(limits, "scope", "b") is None
+    assert limiter.hit(limits, "scope", "b") is not None
+
+
+def test_a_batch_that_does_not_fit_whole_counts_nothing(redis_url: str) -> None:
+    from digest.ratelimit import RateLimiter, parse_limits
+
+    limiter = RateLimiter(redis_url)
+    limits = parse_limits("5/minute;3/hour")
+    assert not limiter.hit_all_or_none(limits, "scope", "ip", 4)  # the hour limit refuses
+    assert limiter.fits(limits, "scope", "ip", 3)  # nothing was counted, not even per minute
+    assert limiter.hit_all_or_none(limits, "scope", "ip", 3)
+    assert not limiter.fits(limits, "scope", "ip", 1)

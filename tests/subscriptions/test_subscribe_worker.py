@@ -6,7 +6,12 @@ appears in the outbox only when the worker has consumed the `digest.send_confirm
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,3 +129,66 @@ def test_broker_outage_gives_the_same_answer_and_releases_the_claim(
         assert "could not queue confirmations" in web.log_tail(200)
     finally:
         web.stop(timeout=20)
+
+
+PUBLISH_SCRIPT = """
+import sys
+from workers import tasks
+from workers.publish import enqueue, enqueue_ids
+ids = [int(a) for a in sys.argv[1:]]
+enqueue(tasks.send_confirmation.s(ids[0]), declare_once=True)  # Celery's own, declares
+enqueue_ids(tasks.send_confirmation.name, ids[1:])  # then the batched path
+"""
+
+
+def publish_confirmations(broker_url: str, ids: list[int], pg: str) -> None:
+    """Queue confirmations in a fresh process, as a web worker does: Celery first, then batched."""
+    env = {**os.environ, "DIGEST_BROKER_URL": broker_url, "DIGEST_DATABASE_URL": pg}
+    argv = [sys.executable, "-c", PUBLISH_SCRIPT, *map(str, ids)]
+    subprocess.run(argv, env=env, check=True, timeout=60)
+
+
+def test_batched_confirmation_messages_are_celerys_own_but_for_their_ids(
+    pg: str, redis_url: str
+) -> None:
+    publish_confirmations(redis_url, [7, 8, 9], pg)
+    raw = redis_lib.Redis.from_url(redis_url).lrange("celery", 0, -1)
+    messages = [json.loads(m) for m in reversed(raw)]  # LPUSH: the oldest is last
+    assert [m["headers"]["argsrepr"] for m in messages] == ["(7,)", "(8,)", "(9,)"]
+    for message, subscriber_id in zip(messages, [7, 8, 9], strict=True):
+        args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        assert (args, kwargs) == ([subscriber_id], {})
+        assert message["headers"]["id"] == message["headers"]["root_id"]
+        assert message["properties"]["correlation_id"] == message["headers"]["id"]
+        assert uuid.UUID(message["headers"]["id"]).version == 4
+
+    def without_ids(message: dict) -> dict:
+        copy = json.loads(json.dumps(message))
+        for key in ("id", "root_id", "argsrepr"):
+            copy["headers"].pop(key)
+        for key in ("correlation_id", "delivery_tag"):
+            copy["properties"].pop(key)
+        copy.pop("body")
+        return copy
+
+    celerys, *batched = messages
+    assert all(without_ids(m) == without_ids(celerys) for m in batched)
+    assert len({m["headers"]["id"] for m in messages}) == 3
+    assert len({m["properties"]["delivery_tag"] for m in messages}) == 3
+
+
+def test_batched_confirmations_are_sent_by_a_real_worker(
+    stack: str, pg: str, redis_url: str, outbox: Path
+) -> None:
+    from digest.db import session_scope
+    from digest.subscriptions import make_signup, subscribe
+
+    addresses = [f"batched{i}@example.com" for i in range(4)]
+    with session_scope() as session:
+        ids = [
+            subscribe(session, make_signup(email=a), source="test", ip_hash=None).subscriber_id
+            for a in addresses
+        ]
+    publish_confirmations(redis_url, ids, pg)
+    for address in addresses:
+        wait_for(lambda a=address: mails_to(outbox, a, "confirmation"), 30, what=address)

@@ -37,6 +37,7 @@ from bench.procs import (
     MemorySampler,
     PrivateRedis,
     Proc,
+    PySpy,
     celery_worker,
     free_port,
     port_open,
@@ -188,6 +189,7 @@ def run(
     concurrency: int,
     database: str,
     timeout: float,
+    profile: Path | None = None,
 ) -> Result:
     result = Result(recipients, segments, workers, concurrency)
     result.load_before = os.getloadavg()
@@ -231,6 +233,7 @@ def run(
     )
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.25)
+    spy: PySpy | None = None
     try:
         redis.start()
         procs.append(redis.proc)  # type: ignore[arg-type]
@@ -248,6 +251,11 @@ def run(
             sampler.watch("redis" if proc is redis.proc else proc.name, proc.pid)
         sampler.watch_postgres("postgres backends", database)
         sampler.start()
+        if profile is not None:
+            spy = PySpy(profile / str(recipients))
+            spy.attach("planning", os.getpid())
+            for proc in procs[1:]:
+                spy.attach(proc.name, proc.pid)
 
         result.digest_status, result.digest_reason = _send_digest(
             result, database_url, timeout, sampler
@@ -258,6 +266,8 @@ def run(
         result.server_recipients = stats["recipients"]
         result.unique_addresses = stats["unique_addresses"]
     finally:
+        if spy is not None:
+            spy.stop()
         records = sampler.stop()
         for proc in reversed(procs):
             proc.stop()
@@ -415,8 +425,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
     parser.add_argument("--database", default="digest_bench")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    parser.add_argument(
+        "--profile", type=Path, help="record py-spy profiles of every process into this folder"
+    )
     parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args(argv)
+    # Migrating the bench database reads the settings before the run's own environment is set.
+    os.environ.setdefault("DIGEST_ENV", "development")
     sizes = args.recipients or [100_000]
     if args.json_out is not None or len(sizes) == 1:
         result = run(
@@ -426,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             database=args.database,
             timeout=args.timeout,
+            profile=args.profile,
         )
         out = args.json_out or OUT_DIR / f"result-{sizes[0]}.json"
         out.write_text(json.dumps({**asdict(result), "machine": platform.node()}, indent=1))
@@ -438,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
         common = [f"--segments={args.segments}", f"--workers={args.workers}"]
         common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
         common += [f"--timeout={args.timeout}"]
+        common += [f"--profile={args.profile}"] if args.profile else []
         for recipients in sizes:
             out = OUT_DIR / f"result-{recipients}.json"
             out.unlink(missing_ok=True)

@@ -54,6 +54,7 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
         (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) if test else (SubscriberStatus.ACTIVE,)
     )
     keys = Placeholders.from_nonce(segment.placeholder_nonce)
+    links = tokens.recipient_links(digest.id)
     recipients, left = [], []
     for row in _pending(session, batch.id):
         if row.status not in mailable or (row.paused and not test):
@@ -61,7 +62,7 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
         else:
             recipients.append(
                 recipient_for(
-                    digest.id, keys, row.delivery_id, row.subscriber_id, row.email, row.name
+                    digest.id, keys, row.delivery_id, row.subscriber_id, row.email, row.name, links
                 )
             )
     if left:
@@ -93,11 +94,13 @@ def recipient_for(
     subscriber_id: int,
     email: str,
     name: str | None,
+    links: tokens.RecipientLinks | None = None,
 ) -> Recipient:
     """One personalization: name, signed links and the reader token (one signature for all
-    of this digest's vote links) as substitutions, one-click unsubscribe."""
-    unsubscribe, preferences = tokens.manage_urls(subscriber_id)
-    reader = tokens.reader_token(digest_id, subscriber_id) if keys.reader else ""
+    of this digest's vote links) as substitutions, one-click unsubscribe. `links` is the
+    batch's signing, set up once (build_message); without it, it is set up here."""
+    links = links or tokens.recipient_links(digest_id)
+    unsubscribe, preferences, reader = links.links(subscriber_id, reader=bool(keys.reader))
     return Recipient(
         email=email,
         name=name or None,

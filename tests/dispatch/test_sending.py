@@ -262,9 +262,9 @@ def test_413_splits_the_batch_and_both_halves_are_sent(sendgrid_env: FakeSendGri
     with session_scope() as session:  # a limit that 8 recipients exceed and 4 fit under
         message = sending.build_message(session, session.get(DeliveryBatch, planned.batch_ids[0]))
     backend = get_backend()
-    whole = len(json.dumps(backend.request_body(message)))
+    whole = len(backend.encoded_body(message).encode())
     message.recipients = message.recipients[:4]
-    half = len(json.dumps(backend.request_body(message)))
+    half = len(backend.encoded_body(message).encode())
     sendgrid_env.set_max_bytes((whole + half) // 2)
     first = sending.send_batch(planned.batch_ids[0])
     assert first.status == "split"

@@ -40,6 +40,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from tests.support import sendgrid_rules
 from tests.support.sendgrid_rules import Violation
 
@@ -255,7 +257,7 @@ class FakeSendGrid:
         if failure is not None:
             return (*_forced(failure), 0)
         try:
-            body = json.loads(raw)
+            body = orjson.loads(raw)  # the stdlib decoder was a sixth of the stand-in's CPU
         except ValueError:
             broken = [Violation("json", None, "Bad Request: the body is not valid JSON")]
         else:

@@ -31,6 +31,7 @@ from urllib.request import urlopen
 
 import psycopg
 
+from bench.baseline import BaselineResult, run_baseline
 from bench.procs import (
     PYTHON,
     ROOT,
@@ -89,6 +90,25 @@ class Result:
     @property
     def per_second(self) -> float:
         return self.server_recipients / self.end_to_end_s if self.end_to_end_s else 0.0
+
+    @property
+    def ours_cpu_s(self) -> float:
+        """CPU seconds of our processes, planning to the end: the planning process while it
+        plans, the workers, PostgreSQL and Redis. Not the stand-in (SendGrid's side), and not
+        the bench's own polling and sampling while the workers send."""
+        planning = sum(v for k, v in self.cpu_planning.items() if k != "sendgrid")
+        sending = sum(
+            v for k, v in self.cpu_sending.items() if k not in ("sendgrid", "bench process")
+        )
+        return planning + sending
+
+    @property
+    def ours_cpu_us(self) -> float:
+        return self.ours_cpu_s / self.recipients * 1e6 if self.recipients else 0.0
+
+    @property
+    def worker_pss_kb(self) -> int:
+        return sum(kb for name, kb in self.rss_kb.items() if name.endswith("(all processes, PSS)"))
 
 
 def _env(database_url: str, broker_url: str, sendgrid_url: str) -> dict[str, str]:
@@ -253,7 +273,7 @@ def run(
         sampler.start()
         if profile is not None:
             spy = PySpy(profile / str(recipients))
-            spy.attach("planning", os.getpid())
+            spy.attach("planning", os.getpid(), children=False)
             for proc in procs[1:]:
                 spy.attach(proc.name, proc.pid)
 
@@ -409,6 +429,44 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(results: list[Result]) -> str:
+    """How cost grows with N (issue 16, item 5): time, CPU per recipient, peak memory."""
+    lines = [
+        "| recipients | planning | end to end | recipients/s | our CPU s | our CPU µs/recipient"
+        " | stand-in CPU µs/recipient | worker tree PSS | planning RSS | load before / after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        stand_in = r.cpu_planning.get("sendgrid", 0) + r.cpu_sending.get("sendgrid", 0)
+        lines.append(
+            f"| {r.recipients:,} | {r.planning_s:.1f} s | {r.end_to_end_s:.1f} s"
+            f" | {r.per_second:,.0f} | {r.ours_cpu_s:.1f} | {r.ours_cpu_us:.1f}"
+            f" | {stand_in / r.recipients * 1e6:.1f} | {_mb(r.worker_pss_kb)}"
+            f" | {_mb(r.rss_kb.get('bench process (planning)', 0))}"
+            f" | {r.load_before[0]:.2f} / {r.load_after[0]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def baseline_lines(results: list[Result], baseline: BaselineResult) -> str:
+    """The tutorial way against ours (issue 16, item 2): both rates and their ratio."""
+    lines = [
+        f"tutorial way (one Celery task per recipient, official client): {baseline.accepted:,}"
+        f" of {baseline.recipients:,} sent in {baseline.seconds:.1f} s ="
+        f" {baseline.per_second:,.0f}/s; our CPU {baseline.ours_cpu_us:,.0f} µs/recipient;"
+        f" unique {baseline.unique:,}; load {baseline.load_before[0]:.2f} /"
+        f" {baseline.load_after[0]:.2f}"
+    ]
+    for r in results:
+        ratio = r.per_second / baseline.per_second if baseline.per_second else 0.0
+        cpu = baseline.ours_cpu_us / r.ours_cpu_us if r.ours_cpu_us else 0.0
+        lines.append(
+            f"ours at {r.recipients:,}: {r.per_second:,.0f}/s = {ratio:,.1f}× the tutorial's"
+            f" rate, {cpu:,.1f}× less CPU per recipient"
+        )
+    return "\n".join(lines)
+
+
 def _load_result(path: Path) -> Result:
     data = json.loads(path.read_text())
     data.pop("machine", None)
@@ -428,11 +486,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, help="record py-spy profiles of every process into this folder"
     )
+    parser.add_argument(
+        "--baseline",
+        type=int,
+        default=5000,
+        help="recipients for the tutorial-way baseline (0: skip it)",
+    )
+    parser.add_argument("--baseline-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args(argv)
     # Migrating the bench database reads the settings before the run's own environment is set.
     os.environ.setdefault("DIGEST_ENV", "development")
-    sizes = args.recipients or [100_000]
+    sizes = args.recipients or [10_000, 100_000, 1_000_000]
+    common = [f"--segments={args.segments}", f"--workers={args.workers}"]
+    common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
+    common += [f"--timeout={args.timeout}"]
+    common += [f"--profile={args.profile}"] if args.profile else []
+    load_at_start = os.getloadavg()
+    if args.baseline_only:
+        base = run_baseline(
+            args.baseline_only,
+            segments=args.segments,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            database=args.database,
+            admin_url=ADMIN_URL,
+            env_for=_env,
+            log_dir=OUT_DIR / "tutorial",
+        )
+        out = args.json_out or OUT_DIR / "result-tutorial.json"
+        out.write_text(json.dumps(asdict(base), indent=1))
+        return 0
     if args.json_out is not None or len(sizes) == 1:
         result = run(
             sizes[0],
@@ -451,10 +535,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Each size in a fresh interpreter: the Celery app binds its broker at import time.
         results = []
-        common = [f"--segments={args.segments}", f"--workers={args.workers}"]
-        common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
-        common += [f"--timeout={args.timeout}"]
-        common += [f"--profile={args.profile}"] if args.profile else []
         for recipients in sizes:
             out = OUT_DIR / f"result-{recipients}.json"
             out.unlink(missing_ok=True)
@@ -462,6 +542,26 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([PYTHON, *argv_one, f"--json-out={out}"], check=True, cwd=ROOT)
             results.append(_load_result(out))
     print(table(results))
+    print()
+    print(cost_table(results))
+    if args.baseline:
+        out = OUT_DIR / "result-tutorial.json"
+        out.unlink(missing_ok=True)
+        argv_base = ["-m", "bench.dispatch", f"--baseline-only={args.baseline}", *common]
+        subprocess.run([PYTHON, *argv_base, f"--json-out={out}"], check=True, cwd=ROOT)
+        data = json.loads(out.read_text())
+        data["load_before"], data["load_after"] = (
+            tuple(data["load_before"]),
+            tuple(data["load_after"]),
+        )
+        print()
+        print(baseline_lines(results, BaselineResult(**data)))
+    load = os.getloadavg()
+    print(
+        f"\nload average (1, 5, 15 min): {load_at_start[0]:.2f} {load_at_start[1]:.2f}"
+        f" {load_at_start[2]:.2f} at the start, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f" at the end; {os.cpu_count()} CPUs"
+    )
     bad = [
         r for r in results if r.duplicates or r.missing or r.unexpected or r.digest_status != "sent"
     ]

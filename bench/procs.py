@@ -371,10 +371,11 @@ class PySpy:
         self.out_dir, self.rate = out_dir, rate
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def attach(self, name: str, pid: int) -> None:
+    def attach(self, name: str, pid: int, *, children: bool = True) -> None:
         spy = str(Path(PYTHON).with_name("py-spy"))
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"]
+        argv = [spy, "record", "--pid", str(pid), "--nonblocking"]
+        argv += ["--subprocesses"] if children else []
         argv += ["--rate", str(self.rate), "--format", "raw"]
         argv += ["-o", str(self.out_dir / f"{name}.txt")]
         log = (self.out_dir / f"{name}.py-spy.log").open("ab")

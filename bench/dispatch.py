@@ -86,6 +86,7 @@ class Result:
     cpu_sending: dict[str, float] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lookup_ms: tuple[float, float] = (0.0, 0.0)  # find_recipient: median, slowest of 50
 
     @property
     def per_second(self) -> float:
@@ -302,8 +303,29 @@ def run(
     result.missing = checked["missing"]
     result.unexpected = checked["unexpected"]
     result.ambiguous_batches = checked["ambiguous"]
+    result.lookup_ms = _time_lookups(result.digest_id, recipients)
     result.load_after = os.getloadavg()
     return result
+
+
+def _time_lookups(digest_id: int, recipients: int, count: int = 50) -> tuple[float, float]:
+    """"Did this address get digest N, when, which message id": the console's ledger search
+    (`find_recipient`) for `count` addresses spread over the list; (median, slowest) in ms."""
+    from bench.seed import subscriber_email
+    from digest.db import session_scope
+    from digest.ledger_lookup import find_recipient
+
+    timings = []
+    with session_scope() as session:
+        for n in range(count):
+            address = subscriber_email(n * recipients // count).upper()
+            started = time.perf_counter()
+            traces = find_recipient(session, digest_id, address)
+            timings.append((time.perf_counter() - started) * 1000)
+            if len(traces) != 1 or traces[0].message_id is None:
+                raise RuntimeError(f"ledger lookup of {address} found {traces}")
+    timings.sort()
+    return timings[len(timings) // 2], timings[-1]
 
 
 def _send_digest(
@@ -408,6 +430,10 @@ def table(results: list[Result]) -> str:
         ("server: duplicates", [str(r.duplicates) for r in results]),
         ("server: missing / unexpected", [f"{r.missing} / {r.unexpected}" for r in results]),
         ("ambiguous batches", [str(r.ambiguous_batches) for r in results]),
+        (
+            "ledger lookup by address (median / slowest of 50)",
+            [f"{r.lookup_ms[0]:.1f} / {r.lookup_ms[1]:.1f} ms" for r in results],
+        ),
     ]
     names = sorted({name for r in results for name, kb in r.rss_kb.items() if kb})
     for name in names:
@@ -472,6 +498,7 @@ def _load_result(path: Path) -> Result:
     data.pop("machine", None)
     data["load_before"] = tuple(data["load_before"])
     data["load_after"] = tuple(data["load_after"])
+    data["lookup_ms"] = tuple(data.get("lookup_ms", (0.0, 0.0)))
     return Result(**data)
 
 

@@ -1,4 +1,5 @@
-"""A batch's transitions in the ledger, each one conditional UPDATE on the batch and its deliveries.
+"""A batch's transitions in the ledger, each one conditional UPDATE on the batch (and, when they
+leave it, its pending deliveries: a `sent` batch needs none, see digest/ledger_counts.py).
 
 pending → sending (the claim), sending → sent | failed | ambiguous | cancelled | pending (the
 claim released). Each transition names the state it starts from, so a worker that lost its

@@ -31,12 +31,14 @@ from urllib.request import urlopen
 
 import psycopg
 
+from bench.baseline import BaselineResult, run_baseline
 from bench.procs import (
     PYTHON,
     ROOT,
     MemorySampler,
     PrivateRedis,
     Proc,
+    PySpy,
     celery_worker,
     free_port,
     port_open,
@@ -84,10 +86,32 @@ class Result:
     cpu_sending: dict[str, float] = field(default_factory=dict)
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    lookup_ms: tuple[float, float] = (0.0, 0.0)  # find_recipient: median, slowest of 50
 
     @property
     def per_second(self) -> float:
         return self.server_recipients / self.end_to_end_s if self.end_to_end_s else 0.0
+
+    @property
+    def ours_cpu_s(self) -> float:
+        """CPU seconds of our processes, planning to the end: the planning process while it
+        plans, the workers, PostgreSQL and Redis. Not the stand-in (SendGrid's side), and not
+        the bench's own polling and sampling while the workers send."""
+        planning = sum(v for k, v in self.cpu_planning.items() if k != "sendgrid")
+        sending = sum(
+            v for k, v in self.cpu_sending.items() if k not in ("sendgrid", "bench process")
+        )
+        return planning + sending
+
+    @property
+    def ours_cpu_us(self) -> float:
+        return self.ours_cpu_s / self.recipients * 1e6 if self.recipients else 0.0
+
+    @property
+    def worker_pss_kb(self) -> int:
+        """The largest worker tree's peak PSS (one `celery worker` with its pool children)."""
+        trees = [kb for name, kb in self.rss_kb.items() if name.endswith("(all processes, PSS)")]
+        return max(trees, default=0)
 
 
 def _env(database_url: str, broker_url: str, sendgrid_url: str) -> dict[str, str]:
@@ -188,6 +212,7 @@ def run(
     concurrency: int,
     database: str,
     timeout: float,
+    profile: Path | None = None,
 ) -> Result:
     result = Result(recipients, segments, workers, concurrency)
     result.load_before = os.getloadavg()
@@ -231,6 +256,7 @@ def run(
     )
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.25)
+    spy: PySpy | None = None
     try:
         redis.start()
         procs.append(redis.proc)  # type: ignore[arg-type]
@@ -248,6 +274,11 @@ def run(
             sampler.watch("redis" if proc is redis.proc else proc.name, proc.pid)
         sampler.watch_postgres("postgres backends", database)
         sampler.start()
+        if profile is not None:
+            spy = PySpy(profile / str(recipients))
+            spy.attach("planning", os.getpid(), children=False)
+            for proc in procs[1:]:
+                spy.attach(proc.name, proc.pid)
 
         result.digest_status, result.digest_reason = _send_digest(
             result, database_url, timeout, sampler
@@ -258,6 +289,8 @@ def run(
         result.server_recipients = stats["recipients"]
         result.unique_addresses = stats["unique_addresses"]
     finally:
+        if spy is not None:
+            spy.stop()
         records = sampler.stop()
         for proc in reversed(procs):
             proc.stop()
@@ -272,8 +305,29 @@ def run(
     result.missing = checked["missing"]
     result.unexpected = checked["unexpected"]
     result.ambiguous_batches = checked["ambiguous"]
+    result.lookup_ms = _time_lookups(result.digest_id, recipients)
     result.load_after = os.getloadavg()
     return result
+
+
+def _time_lookups(digest_id: int, recipients: int, count: int = 50) -> tuple[float, float]:
+    """ "Did this address get digest N, when, which message id": the console's ledger search
+    (`find_recipient`) for `count` addresses spread over the list; (median, slowest) in ms."""
+    from bench.seed import subscriber_email
+    from digest.db import session_scope
+    from digest.ledger_lookup import find_recipient
+
+    timings = []
+    with session_scope() as session:
+        for n in range(count):
+            address = subscriber_email(n * recipients // count).upper()
+            started = time.perf_counter()
+            traces = find_recipient(session, digest_id, address)
+            timings.append((time.perf_counter() - started) * 1000)
+            if len(traces) != 1 or traces[0].message_id is None:
+                raise RuntimeError(f"ledger lookup of {address} found {traces}")
+    timings.sort()
+    return timings[len(timings) // 2], timings[-1]
 
 
 def _send_digest(
@@ -294,11 +348,13 @@ def _send_digest(
     result.digest_id = digest_id
     renders_before = rendering.mjml_render_count()
 
-    cpu0, own0 = sampler.cpu_snapshot(), time.process_time()
+    # The planner runs in this thread: its CPU is this thread's, not the process's (the
+    # sampler's thread reads /proc for every process on the machine several times a second).
+    cpu0, own0 = sampler.cpu_snapshot(), time.thread_time()
     t0 = time.perf_counter()
     report = plan_digest_id(digest_id)
     t1 = time.perf_counter()
-    cpu1, own1 = sampler.cpu_snapshot(), time.process_time()
+    cpu1, own1 = sampler.cpu_snapshot(), time.thread_time()
     result.cpu_planning = {name: cpu1[name] - cpu0.get(name, 0) for name in cpu1}
     result.cpu_planning["bench process"] = own1 - own0
     result.rss_kb["bench process (planning)"] = read_status_kb(os.getpid(), "VmHWM")
@@ -337,7 +393,7 @@ def _send_digest(
     result.sending_s, result.end_to_end_s = t3 - t2, t3 - t0
     cpu3 = sampler.cpu_snapshot()
     result.cpu_sending = {name: cpu3[name] - cpu1.get(name, 0) for name in cpu3}
-    result.cpu_sending["bench process"] = time.process_time() - own1
+    result.cpu_sending["bench process"] = time.thread_time() - own1
     with session_scope() as session:
         result.renders_db = session.get(Digest, digest_id).renders
     return status, reason
@@ -378,6 +434,10 @@ def table(results: list[Result]) -> str:
         ("server: duplicates", [str(r.duplicates) for r in results]),
         ("server: missing / unexpected", [f"{r.missing} / {r.unexpected}" for r in results]),
         ("ambiguous batches", [str(r.ambiguous_batches) for r in results]),
+        (
+            "ledger lookup by address (median / slowest of 50)",
+            [f"{r.lookup_ms[0]:.1f} / {r.lookup_ms[1]:.1f} ms" for r in results],
+        ),
     ]
     names = sorted({name for r in results for name, kb in r.rss_kb.items() if kb})
     for name in names:
@@ -399,11 +459,51 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def cost_table(results: list[Result]) -> str:
+    """How cost grows with N (issue 16, item 5): time, CPU per recipient, peak memory."""
+    lines = [
+        "| recipients | planning | end to end | recipients/s | our CPU s | our CPU µs/recipient"
+        " | stand-in CPU µs/recipient | worker tree PSS (each) | planning RSS"
+        " | load before / after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        stand_in = r.cpu_planning.get("sendgrid", 0) + r.cpu_sending.get("sendgrid", 0)
+        lines.append(
+            f"| {r.recipients:,} | {r.planning_s:.1f} s | {r.end_to_end_s:.1f} s"
+            f" | {r.per_second:,.0f} | {r.ours_cpu_s:.1f} | {r.ours_cpu_us:.1f}"
+            f" | {stand_in / r.recipients * 1e6:.1f} | {_mb(r.worker_pss_kb)}"
+            f" | {_mb(r.rss_kb.get('bench process (planning)', 0))}"
+            f" | {r.load_before[0]:.2f} / {r.load_after[0]:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def baseline_lines(results: list[Result], baseline: BaselineResult) -> str:
+    """The tutorial way against ours (issue 16, item 2): both rates and their ratio."""
+    lines = [
+        f"tutorial way (one Celery task per recipient, official client): {baseline.accepted:,}"
+        f" of {baseline.recipients:,} sent in {baseline.seconds:.1f} s ="
+        f" {baseline.per_second:,.0f}/s; our CPU {baseline.ours_cpu_us:,.0f} µs/recipient;"
+        f" unique {baseline.unique:,}; load {baseline.load_before[0]:.2f} /"
+        f" {baseline.load_after[0]:.2f}"
+    ]
+    for r in results:
+        ratio = r.per_second / baseline.per_second if baseline.per_second else 0.0
+        cpu = baseline.ours_cpu_us / r.ours_cpu_us if r.ours_cpu_us else 0.0
+        lines.append(
+            f"ours at {r.recipients:,}: {r.per_second:,.0f}/s = {ratio:,.1f}× the tutorial's"
+            f" rate, {cpu:,.1f}× less CPU per recipient"
+        )
+    return "\n".join(lines)
+
+
 def _load_result(path: Path) -> Result:
     data = json.loads(path.read_text())
     data.pop("machine", None)
     data["load_before"] = tuple(data["load_before"])
     data["load_after"] = tuple(data["load_after"])
+    data["lookup_ms"] = tuple(data.get("lookup_ms", (0.0, 0.0)))
     return Result(**data)
 
 
@@ -415,9 +515,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
     parser.add_argument("--database", default="digest_bench")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
+    parser.add_argument(
+        "--profile", type=Path, help="record py-spy profiles of every process into this folder"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=int,
+        default=5000,
+        help="recipients for the tutorial-way baseline (0: skip it)",
+    )
+    parser.add_argument("--baseline-only", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args(argv)
-    sizes = args.recipients or [100_000]
+    # Migrating the bench database reads the settings before the run's own environment is set.
+    os.environ.setdefault("DIGEST_ENV", "development")
+    sizes = args.recipients or [10_000, 100_000, 1_000_000]
+    common = [f"--segments={args.segments}", f"--workers={args.workers}"]
+    common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
+    common += [f"--timeout={args.timeout}"]
+    common += [f"--profile={args.profile}"] if args.profile else []
+    load_at_start = os.getloadavg()
+    if args.baseline_only:
+        base = run_baseline(
+            args.baseline_only,
+            segments=args.segments,
+            workers=args.workers,
+            concurrency=args.concurrency,
+            database=args.database,
+            admin_url=ADMIN_URL,
+            env_for=_env,
+            log_dir=OUT_DIR / "tutorial",
+        )
+        out = args.json_out or OUT_DIR / "result-tutorial.json"
+        out.write_text(json.dumps(asdict(base), indent=1))
+        return 0
     if args.json_out is not None or len(sizes) == 1:
         result = run(
             sizes[0],
@@ -426,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=args.concurrency,
             database=args.database,
             timeout=args.timeout,
+            profile=args.profile,
         )
         out = args.json_out or OUT_DIR / f"result-{sizes[0]}.json"
         out.write_text(json.dumps({**asdict(result), "machine": platform.node()}, indent=1))
@@ -435,9 +567,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         # Each size in a fresh interpreter: the Celery app binds its broker at import time.
         results = []
-        common = [f"--segments={args.segments}", f"--workers={args.workers}"]
-        common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
-        common += [f"--timeout={args.timeout}"]
         for recipients in sizes:
             out = OUT_DIR / f"result-{recipients}.json"
             out.unlink(missing_ok=True)
@@ -445,6 +574,26 @@ def main(argv: list[str] | None = None) -> int:
             subprocess.run([PYTHON, *argv_one, f"--json-out={out}"], check=True, cwd=ROOT)
             results.append(_load_result(out))
     print(table(results))
+    print()
+    print(cost_table(results))
+    if args.baseline:
+        out = OUT_DIR / "result-tutorial.json"
+        out.unlink(missing_ok=True)
+        argv_base = ["-m", "bench.dispatch", f"--baseline-only={args.baseline}", *common]
+        subprocess.run([PYTHON, *argv_base, f"--json-out={out}"], check=True, cwd=ROOT)
+        data = json.loads(out.read_text())
+        data["load_before"], data["load_after"] = (
+            tuple(data["load_before"]),
+            tuple(data["load_after"]),
+        )
+        print()
+        print(baseline_lines(results, BaselineResult(**data)))
+    load = os.getloadavg()
+    print(
+        f"\nload average (1, 5, 15 min): {load_at_start[0]:.2f} {load_at_start[1]:.2f}"
+        f" {load_at_start[2]:.2f} at the start, {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+        f" at the end; {os.cpu_count()} CPUs"
+    )
     bad = [
         r for r in results if r.duplicates or r.missing or r.unexpected or r.digest_status != "sent"
     ]

@@ -358,3 +358,38 @@ class MemorySampler:
 def own_peak_kb() -> int:
     """This process's own peak RSS (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class PySpy:
+    """`py-spy record` attached to running processes (and their children), collapsed stacks out.
+
+    For `--profile DIR` runs of the benches: the profile behind each change (README, Benchmarks).
+    SIGINT makes py-spy write its file; `bench.profile_summary` reads it.
+    """
+
+    def __init__(self, out_dir: Path, rate: int = 200) -> None:
+        self.out_dir, self.rate = out_dir, rate
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def attach(self, name: str, pid: int, *, children: bool = True) -> None:
+        spy = str(Path(PYTHON).with_name("py-spy"))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        argv = [spy, "record", "--pid", str(pid), "--nonblocking"]
+        argv += ["--subprocesses"] if children else []
+        argv += ["--rate", str(self.rate), "--format", "raw"]
+        argv += ["-o", str(self.out_dir / f"{name}.txt")]
+        log = (self.out_dir / f"{name}.py-spy.log").open("ab")
+        self.procs.append(
+            subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+        log.close()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()

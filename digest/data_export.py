@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from digest.ledger_counts import delivery_status
 from digest.votes import verdicts_of
-from schema.models import Delivery, Digest, EmailEvent, Subscriber
+from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent, Subscriber
 
 CHUNK = 1000
 
@@ -38,8 +39,9 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
     if subscriber is None:
         return None
     deliveries = session.execute(
-        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at)
+        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at, delivery_status())
         .join(Digest, Digest.id == Delivery.digest_id)
+        .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.id)
     ).all()
@@ -58,10 +60,10 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
                 "digest_kind": kind,
                 "subject": subject,
                 "sent_to": delivery.email,
-                "status": delivery.status,
+                "status": status,
                 "digest_finished_at": _iso(finished_at),
             }
-            for delivery, kind, subject, finished_at in deliveries
+            for delivery, kind, subject, finished_at, status in deliveries
         ],
         "events": [
             {

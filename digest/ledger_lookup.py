@@ -11,7 +11,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent
+from digest.ledger_counts import delivery_status
+from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent, Subscriber
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,30 @@ class RecipientTrace:
 
 
 def find_recipient(session: Session, digest_id: int, address: str) -> list[RecipientTrace]:
-    """The digest's deliveries to `address` (case-insensitive, exact), each with its events."""
+    """The digest's deliveries to `address` (case-insensitive, exact), each with its events.
+
+    Found through the subscriber (the unique index on the lower-cased address) and the ledger's
+    unique (digest, subscriber) key: two index probes, under a millisecond on a 1M-recipient
+    digest, where matching the deliveries' own address column read the whole digest (a second
+    and more). A delivery's address is its subscriber's at planning, and only erasure changes
+    either, to the same placeholder; the address is still compared, so no other row can match.
+    """
     needle = address.strip().lower()
     if not needle or not needle.isprintable():  # no stored address has control characters
         return []
+    subscriber_ids = select(Subscriber.id).where(func.lower(Subscriber.email) == needle)
     rows = session.execute(
-        select(Delivery, DeliveryBatch)
+        select(Delivery, DeliveryBatch, delivery_status())
         .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
-        .where(Delivery.digest_id == digest_id, func.lower(Delivery.email) == needle)
+        .where(
+            Delivery.digest_id == digest_id,
+            Delivery.subscriber_id.in_(subscriber_ids.scalar_subquery()),
+            func.lower(Delivery.email) == needle,
+        )
         .order_by(Delivery.id)
     ).all()
     traces = []
-    for delivery, batch in rows:
+    for delivery, batch, status in rows:
         events = session.scalars(
             select(EmailEvent)
             .where(EmailEvent.delivery_id == delivery.id)
@@ -56,7 +69,7 @@ def find_recipient(session: Session, digest_id: int, address: str) -> list[Recip
             RecipientTrace(
                 delivery_id=delivery.id,
                 email=delivery.email,
-                status=delivery.status,
+                status=status,
                 error=delivery.error,
                 batch_id=batch.id if batch else None,
                 batch_status=batch.status if batch else None,
@@ -105,7 +118,7 @@ def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[Subsc
             Digest.edition,
             Digest.created_at,
             Delivery.id,
-            Delivery.status,
+            delivery_status(),
             Delivery.error,
             DeliveryBatch.status,
             DeliveryBatch.sent_at,

@@ -7,7 +7,8 @@ or redelivered task finds the batch already claimed or finished and does nothing
 
 What each answer means for the batch:
 
-- 202: the batch and its pending deliveries become `sent`, with SendGrid's `X-Message-Id`.
+- 202: the batch becomes `sent`, with SendGrid's `X-Message-Id`; its pending deliveries read as
+  sent from then on (digest/ledger_counts.py `delivery_status`).
 - SendGrid did not take the message (429, 5xx, or the request never got out whole: connection
   refused, DNS, a reset or timeout while connecting or writing): the claim is released
   (sending → pending) and the caller retries after exponential backoff with jitter, at least until

@@ -21,6 +21,7 @@ from digest import operations, sending, tokens
 from digest.cli import app as cli
 from digest.db import reset_caches, session_scope
 from digest.email_backends import get_backend
+from digest.ledger_counts import count_by_status
 from digest.settings import get_settings
 from digest.substitution import greeting_name
 from schema.models import Delivery, DeliveryBatch, Digest, utcnow
@@ -61,10 +62,10 @@ def digest(digest_id: int) -> Digest:
 
 
 def deliveries(digest_id: int) -> Counter[str]:
+    """The digest's deliveries by status, as every reader counts them (a pending delivery of a
+    sent batch was sent: digest.ledger_counts)."""
     with session_scope() as session:
-        return Counter(
-            session.scalars(select(Delivery.status).where(Delivery.digest_id == digest_id))
-        )
+        return +count_by_status(session, Delivery, digest_id)
 
 
 def status(digest_id: int) -> dict:

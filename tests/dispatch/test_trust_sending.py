@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from digest import sending
 from digest.db import session_scope
+from digest.ledger_counts import count_by_status
 from schema.models import Delivery, DeliveryBatch, Digest, Subscriber
 from tests.support.planned_rows import PlannedDigest, plan_rows
 from tests.support.sendgrid_server import FakeSendGrid
@@ -30,9 +31,7 @@ def set_status(address: str, **values: object) -> None:
 
 def delivery_statuses(digest_id: int) -> Counter[str]:
     with session_scope() as session:
-        return Counter(
-            session.scalars(select(Delivery.status).where(Delivery.digest_id == digest_id))
-        )
+        return +count_by_status(session, Delivery, digest_id)
 
 
 def test_retried_batch_leaves_out_readers_who_left_after_the_first_attempt(

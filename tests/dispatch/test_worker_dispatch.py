@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from bench.procs import Proc, celery_worker, wait_for
 from digest import operations
 from digest.db import session_scope
+from digest.ledger_counts import count_by_status
 from schema.models import Delivery, DeliveryBatch, Digest
 from tests.support.planned_rows import PlannedDigest, plan_rows
 from tests.support.sendgrid_server import DEFAULT_KEY, FakeSendGrid
@@ -121,9 +122,7 @@ def test_5000_subscribers_each_receive_exactly_one_message(
     stats = sendgrid_env.stats()
     assert (stats["requests"], stats["recipients"], stats["duplicates"]) == (5, 5000, 0)
     with session_scope() as session:
-        sent = session.scalar(
-            select(func.count()).select_from(Delivery).where(Delivery.status == "sent")
-        )
+        sent = count_by_status(session, Delivery, planned.digest_id)["sent"]
         message_ids = set(session.scalars(select(DeliveryBatch.message_id)))
     assert sent == 5000
     assert message_ids == {body["_message_id"] for body in sendgrid_env.received()}

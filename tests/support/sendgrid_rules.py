@@ -190,9 +190,15 @@ def _personalizations(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [p if isinstance(p, dict) else {} for p in items] if isinstance(items, list) else []
 
 
+def _utf8_len(value: Any) -> int:
+    text = value if isinstance(value, str) else str(value)
+    return len(text) if text.isascii() else len(text.encode())  # isascii() reads a flag
+
+
 def _bytes(mapping: dict[str, Any]) -> int:
-    """Size of a key/value collection as SendGrid counts it: keys and values, UTF-8."""
-    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in mapping.items())
+    """Size of a key/value collection as SendGrid counts it: keys and values, UTF-8 (without
+    encoding ASCII text: this ran for every personalization, a tenth of the stand-in's CPU)."""
+    return sum(_utf8_len(k) + _utf8_len(v) for k, v in mapping.items())
 
 
 def size_violation(size: int) -> Violation | None:

@@ -20,6 +20,8 @@ from email.utils import formataddr, make_msgid, parseaddr
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from digest import metrics
 from digest.settings import Settings, get_settings
 
@@ -27,6 +29,7 @@ _LINE_BREAKS = re.compile(r"[\r\n\x00]+")
 
 
 MIME_POLICY = policy.SMTP.clone(max_line_length=998)
+JSON_UTF8 = {"Content-Type": "application/json; charset=utf-8"}
 
 
 def header_safe(value: str) -> str:
@@ -196,6 +199,16 @@ class SendGridBackend:
         self.client.client.timeout = timeout
         self.from_email = from_email
 
+    def encoded_body(self, message: Message) -> str:
+        """The request body as JSON text, encoded by orjson: the stdlib encoder the client would
+        use was 15 % of a worker's CPU on a 1000-recipient batch (py-spy, README Benchmarks).
+        What orjson refuses (a lone surrogate) is encoded the stdlib's way."""
+        body = self.request_body(message)
+        try:
+            return orjson.dumps(body).decode()
+        except orjson.JSONEncodeError:
+            return json.dumps(body)
+
     def request_body(self, message: Message) -> dict[str, Any]:
         name, address = parseaddr(message.from_email or self.from_email)
         body: dict[str, Any] = {
@@ -219,10 +232,14 @@ class SendGridBackend:
 
         from python_http_client import exceptions as http_errors
 
-        body = self.request_body(message)
+        body = self.encoded_body(message)
         started, status = time.perf_counter(), "error"
         try:
-            response = self.client.client.mail.send.post(request_body=body)
+            # A Content-Type other than the bare "application/json" makes the client send our
+            # JSON text as it is instead of encoding the body again.
+            response = self.client.client.mail.send.post(
+                request_body=body, request_headers=JSON_UTF8
+            )
             status = str(response.status_code)
         except http_errors.HTTPError as exc:
             status = str(exc.status_code)

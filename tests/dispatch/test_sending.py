@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from digest import operations, sending, tokens
 from digest.cli import app as cli
 from digest.db import reset_caches, session_scope
-from digest.email_backends import get_backend
+from digest.email_backends import Message, Recipient, SendGridBackend, get_backend
 from digest.ledger_counts import count_by_status
 from digest.settings import get_settings
 from digest.substitution import greeting_name
@@ -263,9 +263,9 @@ def test_413_splits_the_batch_and_both_halves_are_sent(sendgrid_env: FakeSendGri
     with session_scope() as session:  # a limit that 8 recipients exceed and 4 fit under
         message = sending.build_message(session, session.get(DeliveryBatch, planned.batch_ids[0]))
     backend = get_backend()
-    whole = len(json.dumps(backend.request_body(message)))
+    whole = len(backend.encoded_body(message).encode())
     message.recipients = message.recipients[:4]
-    half = len(json.dumps(backend.request_body(message)))
+    half = len(backend.encoded_body(message).encode())
     sendgrid_env.set_max_bytes((whole + half) // 2)
     first = sending.send_batch(planned.batch_ids[0])
     assert first.status == "split"
@@ -578,3 +578,28 @@ def test_without_a_broker_the_task_sends_in_process_on_sqlite_and_retries(
     assert fake_sendgrid.stats()["statuses"] == {"202": 2, "500": 1}
     with session_scope() as session:
         assert operations.digest_status(session, planned.digest_id)["deliveries"]["sent"] == 3
+
+
+def test_the_request_body_is_the_same_json_as_the_stdlib_would_send() -> None:
+    """orjson encodes the body (README Benchmarks); the document is the client's own."""
+    backend = SendGridBackend("SG.test", "http://127.0.0.1:9", "news@example.com")
+    message = Message(
+        subject="Week 48 · “Ship” or skip",
+        html="<p>Hi -n-abc-</p>",
+        text="Hi -n-abc-",
+        recipients=[Recipient(email="ada@example.com", substitutions={"-n-abc-": "Ada"})],
+        custom_args={"digest_id": "7"},
+    )
+    assert json.loads(backend.encoded_body(message)) == backend.request_body(message)
+
+
+def test_a_body_orjson_refuses_is_encoded_the_stdlib_way() -> None:
+    """A lone surrogate (which no validated field should carry) still makes a request."""
+    backend = SendGridBackend("SG.test", "http://127.0.0.1:9", "news@example.com")
+    message = Message(
+        subject="broken \ud800 subject",
+        html="<p>x</p>",
+        text="x",
+        recipients=[Recipient(email="ada@example.com")],
+    )
+    assert backend.encoded_body(message) == json.dumps(backend.request_body(message))

@@ -8,8 +8,7 @@ each page at 1280 and 375 px land in test-artifacts/console-*.png."""
 from __future__ import annotations
 
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tests.support.paths import ARTIFACTS
 from tests.support.planning_worker import Launch
 from tests.support.recipients import add_subscribers, publish
 from tests.support.sendgrid_server import FakeSendGrid
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -87,15 +87,6 @@ def html_of(body: dict[str, Any]) -> str:
 
 def to_of(body: dict[str, Any]) -> list[str]:
     return [to["email"] for p in body["personalizations"] for to in p["to"]]
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def world() -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from tests.support.recipients import add_subscribers, publish
 from tests.support.results_world import HOUR, WEEK
 from tests.support.sendgrid_server import FakeSendGrid
 from tests.support.signed_webhooks import Signer, post_events, sg_event
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.browser
 
@@ -78,15 +79,6 @@ def web(
         reset_caches()
 
 
-def eventually(check: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def send_digest(redis_url: str) -> int:
     """Three comparisons to five readers, planned here and sent by the worker."""
     now = utcnow()
@@ -103,7 +95,7 @@ def send_digest(redis_url: str) -> int:
         with session_scope() as session:
             return session.get(Digest, report.digest_id).status == "sent"
 
-    eventually(sent, "the worker to send the digest")
+    eventually(sent, "the worker to send the digest", timeout=90)
     return report.digest_id
 
 
@@ -170,7 +162,7 @@ def test_an_operator_reads_a_sent_digests_results_in_chromium(
             done = session.scalars(select(WebhookBatch.processed_at)).all()
             return len(done) == 1 and all(done)
 
-    eventually(processed, "the worker to process the webhook batch")
+    eventually(processed, "the worker to process the webhook batch", timeout=90)
     stats = CliRunner().invoke(cli, ["stats", str(digest_id), "--json"])
     assert stats.exit_code == 0, stats.output
     document = json.loads(stats.output)

@@ -5,13 +5,10 @@ confirms the subscriber (the public flow's task and link, started from the conso
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from digest.db import session_scope
@@ -19,17 +16,9 @@ from schema.models import AuditEntry, Subscriber
 from tests.support.console_fixtures import OperatorAccount, csrf_in, sign_in
 from tests.support.planning_worker import Launch
 from tests.support.sendgrid_server import FakeSendGrid
+from tests.support.waiting import eventually
 
 PENDING = "waiting.reader@example.com"
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def confirmations_to(sendgrid: FakeSendGrid, address: str) -> list[dict[str, Any]]:

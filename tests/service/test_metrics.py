@@ -9,7 +9,6 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from tests.support.recipients import add_subscribers, publish
 from tests.support.sendgrid_server import FakeSendGrid
 from tests.support.services import ADMIN_TOKEN
 from tests.support.signed_webhooks import ENDPOINT, Signer, body_of, sg_event
+from tests.support.waiting import eventually
 
 TOKEN = "metrics-token-0123456789-abcdefghijklmnop"
 WEEK = [("quillmate-vs-parsewell", "Writing"), ("palettebird-vs-vectorine", "Design")]
@@ -120,15 +120,6 @@ def test_a_weak_metrics_token_is_refused_in_production(monkeypatch: pytest.Monke
 
 
 # --- for real: two uvicorn workers, a Celery worker, one metrics directory ---------------------
-
-
-def eventually(check: Callable[[], Any], what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.3)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def scrape(base: str) -> dict:

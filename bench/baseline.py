@@ -24,8 +24,10 @@ from bench.procs import (
     MemorySampler,
     PrivateRedis,
     Proc,
+    clear_logs,
     free_port,
     port_open,
+    sendgrid_stand_in,
     wait_for,
 )
 from bench.seed import copy_subscribers, create_database, import_sample_comparisons
@@ -77,9 +79,7 @@ def run_baseline(
     same environment the real run's processes get."""
     result = BaselineResult(recipients, workers, concurrency)
     result.load_before = os.getloadavg()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
+    clear_logs(log_dir)
     database_url = create_database(database, admin_url)
     copy_subscribers(database_url, recipients, segments=segments)
     port = free_port()
@@ -91,20 +91,7 @@ def run_baseline(
 
     reset_caches()
     import_sample_comparisons()
-    server = Proc(
-        "sendgrid",
-        [
-            sys.executable,
-            "-m",
-            "tests.support.sendgrid_server",
-            "--no-schema",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-        ],
-        log_dir=log_dir,
-    )
+    server = sendgrid_stand_in(port, API_KEY, log_dir)
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.5)
     try:

@@ -40,9 +40,11 @@ from bench.procs import (
     Proc,
     PySpy,
     celery_worker,
+    clear_logs,
     free_port,
     port_open,
     read_status_kb,
+    sendgrid_stand_in,
     wait_for,
 )
 from bench.seed import copy_subscribers, create_database, import_sample_comparisons, libpq_url
@@ -217,9 +219,7 @@ def run(
     result = Result(recipients, segments, workers, concurrency)
     result.load_before = os.getloadavg()
     log_dir = OUT_DIR / f"{recipients}"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*.log"):
-        old.unlink()
+    clear_logs(log_dir)
     record = log_dir / "received.ndjson"
     record.unlink(missing_ok=True)
 
@@ -238,22 +238,7 @@ def run(
     result.seed_s = time.perf_counter() - started
     print(f"seeded {recipients:,} subscribers in {result.seed_s:.1f}s", file=sys.stderr)
 
-    server = Proc(
-        "sendgrid",
-        [
-            PYTHON,
-            "-m",
-            "tests.support.sendgrid_server",
-            "--no-schema",  # measure our processes, not the stand-in's OpenAPI validation
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-            "--record",
-            str(record),
-        ],
-        log_dir=log_dir,
-    )
+    server = sendgrid_stand_in(port, API_KEY, log_dir, record=record)
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.25)
     spy: PySpy | None = None

@@ -158,6 +158,24 @@ def celery_worker(
     return Proc(name, argv, env=env, log_dir=log_dir)
 
 
+def clear_logs(log_dir: Path) -> None:
+    """A run's log folder, without the logs of the run before."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for old in log_dir.glob("*.log"):
+        old.unlink()
+
+
+def sendgrid_stand_in(port: int, api_key: str, log_dir: Path, record: Path | None = None) -> Proc:
+    """The SendGrid-compatible server in its own process (not started yet). `--no-schema`: the
+    benches measure our processes, not the stand-in's OpenAPI validation (the documented
+    limits are still checked); `record` keeps its per-address record for the duplicate count."""
+    argv = [PYTHON, "-m", "tests.support.sendgrid_server", "--no-schema"]
+    argv += ["--port", str(port), "--api-key", api_key]
+    if record is not None:
+        argv += ["--record", str(record)]
+    return Proc("sendgrid", argv, log_dir=log_dir)
+
+
 class PrivateRedis:
     """A redis-server of this test's own on a free port, which the test may kill and restart."""
 

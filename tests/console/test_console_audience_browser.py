@@ -14,7 +14,7 @@ from digest.cli import app as cli
 from digest.db import session_scope
 from schema.models import Subscriber, utcnow
 from schema.statuses import SuppressionReason
-from tests.support.accessibility import blocking_violations
+from tests.support.accessibility import survey_page
 from tests.support.console_fixtures import PASSWORD
 from tests.support.paths import ARTIFACTS
 from tests.support.sent_digests import sent_digest
@@ -105,11 +105,10 @@ def test_each_page_at_width_fits_and_has_no_serious_axe_violation(
         assert response is not None and response.status == 200, name
         if name == "audience":
             page.locator("table#growth[data-chart-drawn=true]").wait_for(timeout=10_000)
-        page.screenshot(path=str(ARTIFACTS / f"console-{name}-{width}.png"), full_page=True)
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        if wide > width:
+        wide, violations = survey_page(page, name, width, ARTIFACTS)
+        if wide:
             overflow[name] = wide
-        if violations := blocking_violations(page):
+        if violations:
             found[name] = violations
     assert overflow == {}
     assert found == {}

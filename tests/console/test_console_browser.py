@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from digest.cli import app as cli
 from digest.db import session_scope
 from schema.models import DeliveryBatch, Digest
-from tests.support.accessibility import blocking_violations
+from tests.support.accessibility import blocking_violations, survey_page
 from tests.support.console_fixtures import PASSWORD
 from tests.support.paths import ARTIFACTS
 from tests.support.planned_rows import plan_rows
@@ -117,11 +117,10 @@ def test_every_console_page_at_width_fits_and_has_no_serious_axe_violation(
             continue
         response = page.goto(server + path)
         assert response is not None and response.status == 200, name
-        page.screenshot(path=str(ARTIFACTS / f"console-{name}-{width}.png"), full_page=True)
-        wide = page.evaluate("document.documentElement.scrollWidth")
-        if wide > width:
+        wide, violations = survey_page(page, name, width, ARTIFACTS)
+        if wide:
             overflow[name] = wide
-        if violations := blocking_violations(page):
+        if violations:
             found[name] = violations
     assert overflow == {}
     assert {k: v for k, v in found.items() if v} == {}

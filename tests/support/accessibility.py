@@ -7,6 +7,7 @@ never loaded from a CDN. Pages are opened with CSP bypassed for the injection on
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page
@@ -67,3 +68,11 @@ def blocking_violations(page: Page) -> list[dict[str, Any]]:
 def low_contrast_text(page: Page, minimum: float = 4.5) -> list[dict[str, Any]]:
     """Every visible piece of text whose contrast with its background is under `minimum`."""
     return [item for item in page.evaluate(CONTRAST_JS) if item["ratio"] < minimum]
+
+
+def survey_page(page: Page, name: str, width: int, shots: Path) -> tuple[int | None, list]:
+    """The page as it is now: a full-page screenshot `console-{name}-{width}.png` in `shots`,
+    its width if wider than the viewport (horizontal overflow), and axe's blocking violations."""
+    page.screenshot(path=str(shots / f"console-{name}-{width}.png"), full_page=True)
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    return (wide if wide > width else None), blocking_violations(page)

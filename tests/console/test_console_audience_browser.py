@@ -15,7 +15,7 @@ from digest.db import session_scope
 from schema.models import Subscriber, utcnow
 from schema.statuses import SuppressionReason
 from tests.support.accessibility import survey_page
-from tests.support.console_fixtures import PASSWORD
+from tests.support.console_fixtures import PASSWORD, sign_in_in_browser
 from tests.support.paths import ARTIFACTS
 from tests.support.sent_digests import sent_digest
 
@@ -58,12 +58,7 @@ def audience_world(server: str) -> dict[str, str]:
 
 
 def _sign_in(page: Page, server: str) -> None:
-    page.goto(server + "/console/audience")
-    page.wait_for_url(lambda url: "/console/login?next=" in url)
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: url.endswith("/console/audience"))
+    sign_in_in_browser(page, server, "/console/audience", EMAIL)
 
 
 def test_the_growth_chart_is_drawn_under_the_strict_csp_and_search_leads_to_a_subscriber(

@@ -13,7 +13,7 @@ from digest.cli import app as cli
 from digest.db import session_scope
 from schema.models import DeliveryBatch, Digest
 from tests.support.accessibility import blocking_violations, survey_page
-from tests.support.console_fixtures import PASSWORD
+from tests.support.console_fixtures import PASSWORD, sign_in_in_browser
 from tests.support.paths import ARTIFACTS
 from tests.support.planned_rows import plan_rows
 from tests.support.sent_digests import sent_digest
@@ -25,12 +25,7 @@ WIDTHS = (1280, 375)
 
 
 def _sign_in(page: Page, server: str, path: str = "/console") -> None:
-    page.goto(server + path)
-    page.wait_for_url(lambda url: "/console/login?next=" in url)
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: url.endswith(path))
+    sign_in_in_browser(page, server, path, EMAIL)
 
 
 @pytest.fixture

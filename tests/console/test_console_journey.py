@@ -27,7 +27,7 @@ from digest.weekly import fire_weekly_slots
 from schema.models import Digest, utcnow
 from schema.statuses import DigestKind
 from tests.support.accessibility import blocking_violations
-from tests.support.console_fixtures import PASSWORD
+from tests.support.console_fixtures import PASSWORD, sign_in_in_browser
 from tests.support.paths import ARTIFACTS
 from tests.support.planning_worker import Launch
 from tests.support.recipients import add_subscribers, publish
@@ -105,12 +105,7 @@ def world() -> list[str]:
 
 
 def sign_in(page: Page, web: str) -> None:
-    page.goto(web + "/console/editions/next")
-    page.wait_for_url(lambda url: "/console/login?next=" in url)
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/editions/next")
+    sign_in_in_browser(page, web, "/console/editions/next", EMAIL)
 
 
 def review(page: Page) -> None:

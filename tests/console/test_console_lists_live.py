@@ -17,7 +17,7 @@ from digest.cli import app as cli
 from digest.db import session_scope
 from schema.models import ListImport, Subscriber
 from tests.support.accessibility import blocking_violations
-from tests.support.console_fixtures import PASSWORD
+from tests.support.console_fixtures import PASSWORD, sign_in_in_browser
 from tests.support.live_app import ServeApp, console_client, csrf_of
 from tests.support.paths import ARTIFACTS
 from tests.support.planning_worker import Launch
@@ -94,12 +94,7 @@ def shoot(page: Page, name: str) -> None:
 
 
 def sign_in(page: Page, base: str) -> None:
-    page.goto(base + "/console/lists")
-    page.wait_for_url(lambda url: "/console/login?next=" in url)
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console/lists")
+    sign_in_in_browser(page, base, "/console/lists", EMAIL)
 
 
 @pytest.mark.browser

@@ -29,7 +29,7 @@ from digest.db import reset_caches, session_scope
 from digest.planning import plan_digest, request_digest
 from schema.models import Digest, WebhookBatch, utcnow
 from tests.support.accessibility import blocking_violations
-from tests.support.console_fixtures import PASSWORD
+from tests.support.console_fixtures import PASSWORD, sign_in_in_browser
 from tests.support.figures import page_figures
 from tests.support.paths import ARTIFACTS
 from tests.support.planning_worker import Launch
@@ -132,12 +132,7 @@ def replay(sendgrid: FakeSendGrid) -> list[dict[str, Any]]:
 
 
 def sign_in(page: Page, web: str) -> None:
-    page.goto(web + "/console")
-    page.wait_for_url(lambda url: "/console/login?next=" in url)
-    page.get_by_label("Email address").fill(EMAIL)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/console")
+    sign_in_in_browser(page, web, "/console", EMAIL)
 
 
 def test_an_operator_reads_a_sent_digests_results_in_chromium(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
+from playwright.sync_api import Page
 
 from bench.procs import Proc, free_port, port_open, wait_for
 from digest.db import reset_caches, session_scope
@@ -38,6 +39,17 @@ def csrf_in(html: str) -> str:
     found = _HIDDEN.search(html)
     assert found, "no CSRF field on the page"
     return found.group(1)
+
+
+def sign_in_in_browser(page: Page, base: str, path: str, email: str) -> None:
+    """Open `path` signed out, follow the console to its sign-in form, sign in as `email`
+    (password PASSWORD) and land back on `path`."""
+    page.goto(base + path)
+    page.wait_for_url(lambda url: "/console/login?next=" in url)
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: url.endswith(path))
 
 
 def sign_in(

@@ -603,3 +603,19 @@ def test_a_body_orjson_refuses_is_encoded_the_stdlib_way() -> None:
         recipients=[Recipient(email="ada@example.com")],
     )
     assert backend.encoded_body(message) == json.dumps(backend.request_body(message))
+
+
+def test_the_clients_debug_log_names_the_body_size_and_no_recipient(
+    sendgrid_env: FakeSendGrid, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python-http-client logs `PAYLOAD: …` at DEBUG: it sees the body's size, never the
+    addresses and signed links in it (and formatting 600 KB per batch cost a tenth of a
+    worker's CPU)."""
+    planned = plan(3)
+    with caplog.at_level("DEBUG", logger="python_http_client"):
+        assert sending.send_batch(planned.batch_ids[0]).status == "sent"
+    [payload] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PAYLOAD")]
+    assert payload.startswith("PAYLOAD: <") and payload.endswith(" bytes of JSON>")
+    logged = caplog.text
+    assert not [address for address in planned.emails if address in logged]
+    assert "/unsubscribe/" not in logged

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import Session
 
 from digest import metrics
@@ -363,9 +363,26 @@ def _refused(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
 
 
 def _finish(digest_id: int) -> None:
-    """In its own transaction, after the batch's own change is committed (see the lock above)."""
+    """In its own transaction, after the batch's own change is committed (see the lock above).
+
+    Most batches are not the last: an unlocked look for a pending or sending batch ends it
+    there, without the digest's row lock and the counts every batch used to queue on. That is
+    safe because each caller has committed its batch first: of the last two batches to finish,
+    the later look runs after both commits, sees none open and takes the locked path.
+    """
     with session_scope() as session:
+        if _open_batches_remain(session, digest_id):
+            return
         finish_digest_if_done(session, digest_id)
+
+
+def _open_batches_remain(session: Session, digest_id: int) -> bool:
+    """Whether any batch of the digest is still pending or sending (index on digest, status)."""
+    open_batch = exists().where(
+        DeliveryBatch.digest_id == digest_id,
+        DeliveryBatch.status.in_((BatchStatus.PENDING, BatchStatus.SENDING)),
+    )
+    return bool(session.scalar(select(open_batch)))
 
 
 def _reasons(addresses: dict[str, str]) -> str:

@@ -160,6 +160,18 @@ def test_last_batch_sent_finishes_the_digest(sendgrid_env: FakeSendGrid) -> None
     assert finished.status_reason == "5 delivered to SendGrid"
 
 
+def test_batches_finishing_together_still_finish_their_digest(sendgrid_env: FakeSendGrid) -> None:
+    """The last batches sent at the same moment by different workers: whichever looks last
+    sees no batch open and closes the digest (the unlocked look in `sending._finish`)."""
+    for round_ in range(3):
+        planned = plan(8, batch_size=1, prefix=f"round{round_}-")
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            outcomes = list(pool.map(sending.send_batch, planned.batch_ids))
+        assert [o.status for o in outcomes] == ["sent"] * 8
+        finished = digest(planned.digest_id)
+        assert (finished.status, finished.status_reason) == ("sent", "8 delivered to SendGrid")
+
+
 def test_a_second_run_of_the_same_batch_sends_nothing(sendgrid_env: FakeSendGrid) -> None:
     planned = plan(4)
     sending.send_batch(planned.batch_ids[0])

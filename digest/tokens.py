@@ -176,7 +176,10 @@ def _fast_key(secret: str, purpose: str) -> _Sha1Mac:
 
 
 def _json_payload(value: int | list[int]) -> bytes:
-    """itsdangerous's compact JSON of an int or a list of ints (never worth compressing)."""
+    """itsdangerous's compact JSON of an int or a list of ints, never compressed: itsdangerous
+    zlib-compresses a payload that would shrink (repeated digits, `[3124999,3124999]`), and its
+    reader takes both forms, so such a token differs in bytes but reads back the same (tested).
+    """
     if isinstance(value, int):
         return b"%d" % value
     return b"[" + b",".join(b"%d" % v for v in value) + b"]"
@@ -199,9 +202,10 @@ def _sign(key: _Sha1Mac, payload_json: bytes) -> str:
 def manage_token(subscriber_id: int) -> str:
     """For unsubscribe and preferences links: never expires.
 
-    Byte-for-byte `_plain("manage").dumps(subscriber_id)` (checked once per secret), computed
-    directly: a digest signs a link per recipient, a million a week, and itsdangerous re-derives
-    its key and rebuilds its signer on every call (about 10× slower).
+    What `_plain("manage").dumps(subscriber_id)` gives (uncompressed, see `_json_payload`;
+    checked once per secret), computed directly: a digest signs a link per recipient, a million
+    a week, and itsdangerous re-derives its key and rebuilds its signer on every call (about
+    10× slower).
     """
     return _sign(_fast_key(get_settings().signing_key, "manage"), _json_payload(subscriber_id))
 
@@ -209,8 +213,8 @@ def manage_token(subscriber_id: int) -> str:
 def reader_token(digest_id: int, subscriber_id: int) -> str:
     """The reader token of a digest's vote links: one signature per recipient per digest.
 
-    Byte-for-byte `_plain("vote").dumps([digest_id, subscriber_id])`, computed as fast as the
-    manage token (the same hot path). It carries ids, never the address.
+    What `_plain("vote").dumps([digest_id, subscriber_id])` gives (uncompressed), computed as
+    fast as the manage token (the same hot path). It carries ids, never the address.
     """
     key = _fast_key(get_settings().signing_key, "vote")
     return _sign(key, _json_payload([digest_id, subscriber_id]))
@@ -230,8 +234,26 @@ class RecipientLinks:
     digest_id: int
 
     def links(self, subscriber_id: int, *, reader: bool) -> tuple[str, str, str]:
-        token = _sign(self.manage_key, b"%d" % subscriber_id)
-        vote = _sign(self.vote_key, b"[%d,%d]" % (self.digest_id, subscriber_id)) if reader else ""
+        """`_sign` written out for both tokens: this runs once per recipient, a million times a
+        week, and the calls alone (`_sign`, `_b64url`, `digest`) were a third of its time."""
+        b64, urlsafe = binascii.b2a_base64, _URLSAFE
+        payload = b64(b"%d" % subscriber_id, newline=False).translate(urlsafe).rstrip(b"=")
+        inner = self.manage_key.inner.copy()
+        inner.update(payload)
+        outer = self.manage_key.outer.copy()
+        outer.update(inner.digest())
+        mac = b64(outer.digest(), newline=False).translate(urlsafe).rstrip(b"=")
+        token = (payload + b"." + mac).decode()
+        vote = ""
+        if reader:
+            ids = b"[%d,%d]" % (self.digest_id, subscriber_id)
+            payload = b64(ids, newline=False).translate(urlsafe).rstrip(b"=")
+            inner = self.vote_key.inner.copy()
+            inner.update(payload)
+            outer = self.vote_key.outer.copy()
+            outer.update(inner.digest())
+            mac = b64(outer.digest(), newline=False).translate(urlsafe).rstrip(b"=")
+            vote = (payload + b"." + mac).decode()
         return f"{self.base}/unsubscribe/{token}", f"{self.base}/preferences/{token}", vote
 
 

@@ -18,7 +18,13 @@ from sqlalchemy import update
 
 from digest import sending, transactional
 from digest.db import session_scope
-from digest.email_backends import Message, SendResult, display_name, fill_tokens
+from digest.email_backends import (
+    Message,
+    SendResult,
+    cleaned_display_name,
+    display_name,
+    fill_tokens,
+)
 from digest.planning import plan_digest, request_digest
 from digest.rendering import Entry, render_weekly
 from digest.settings import get_settings
@@ -226,6 +232,15 @@ def test_display_name_keeps_sendgrids_rules(name: str) -> None:
     if shown is not None:
         assert not set(shown) & set(',;"<>\\')
         assert shown.isprintable() and shown == shown.strip() and len(shown) <= 100
+
+
+PLAIN_NAMES = st.from_regex(r"[A-Za-z0-9]{1,20}( [A-Za-z0-9]{1,20}){0,6}", fullmatch=True)
+
+
+@given(st.one_of(HOSTILE_TEXT, PLAIN_NAMES))
+def test_display_names_fast_path_gives_what_the_rules_give(name: str) -> None:
+    """Plain names skip the cleaning (once per recipient): never with another result."""
+    assert display_name(name) == (cleaned_display_name(name) if name else None)
 
 
 TOOL_TEXT_FIELDS = ("name", "tagline", "category", "pricing", "entry_price", "best_for")

@@ -301,7 +301,7 @@ class FakeSendGrid:
         return errors
 
     def _record(self, body: dict[str, Any], message_id: str) -> None:
-        addresses = [address.lower() for _, address in _recipients(body)]
+        addresses = [address.lower() for address in _addresses(body)]
         with self._lock:
             self.accepted += 1
             self.recipients += len(addresses)
@@ -328,6 +328,16 @@ def _recipients(body: dict[str, Any]) -> list[tuple[str, str]]:
             for j, who in enumerate(item.get(kind) or []):
                 found.append((f"personalizations.{i}.{kind}.{j}.email", who["email"]))
     return found
+
+
+def _addresses(body: dict[str, Any]) -> list[str]:
+    """Every recipient's address, in order (what `_recipients` gives, without field paths)."""
+    return [
+        who["email"]
+        for item in body.get("personalizations") or []
+        for kind in ("to", "cc", "bcc")
+        for who in item.get(kind) or []
+    ]
 
 
 def _authorized(header: str | None, key: str | None) -> bool:

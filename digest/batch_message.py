@@ -6,10 +6,9 @@ the list is checked again under the claim: a subscriber who left since planning 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, String, select, type_coerce, update
+from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from digest import tokens
@@ -19,11 +18,12 @@ from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscr
 from schema.statuses import DeliveryStatus, DigestKind, SubscriberStatus
 
 
-def _pending(session: Session, batch_id: int) -> Sequence[Row[Any]]:
-    """The batch's pending deliveries with what their subscriber row says now, as tuples
-    (delivery id, subscriber id, email, name, status, paused). Core, and the status as plain
-    text (`type_coerce`): no enum member built per row of a thousand (py-spy, README)."""
-    return session.execute(
+def _pending(session: Session, batch_id: int) -> list[tuple[Any, ...]]:
+    """The batch's pending deliveries with what their subscriber row says now, as the driver's
+    own tuples (delivery id, subscriber id, email, name, status, paused): no result `Row` per
+    recipient, and the status as plain text (`type_coerce`), not an enum member (py-spy,
+    README). `paused` is the driver's: a bool on PostgreSQL, 0/1 on SQLite."""
+    result = session.connection().execute(
         select(
             Delivery.id,
             Delivery.subscriber_id,
@@ -35,7 +35,10 @@ def _pending(session: Session, batch_id: int) -> Sequence[Row[Any]]:
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
         .order_by(Delivery.id)
-    ).all()
+    )
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
+    return rows
 
 
 def build_message(session: Session, batch: DeliveryBatch) -> Message:

@@ -51,6 +51,15 @@ def drain(batch_ids: list[int]) -> list[sending.SendOutcome]:
     return outcomes
 
 
+def send_until_settled(batch_id: int) -> sending.SendOutcome:
+    """One worker's view of a batch: sent again at once while SendGrid did not take it (eight
+    requests at once may find the stand-in's listen queue full on a busy machine)."""
+    outcome = sending.send_batch(batch_id)
+    while outcome.status == sending.SendStatus.RETRY:
+        outcome = sending.send_batch(batch_id)
+    return outcome
+
+
 def batch(batch_id: int) -> DeliveryBatch:
     with session_scope() as session:
         return session.get(DeliveryBatch, batch_id)
@@ -166,7 +175,7 @@ def test_batches_finishing_together_still_finish_their_digest(sendgrid_env: Fake
     for round_ in range(3):
         planned = plan(8, batch_size=1, prefix=f"round{round_}-")
         with ThreadPoolExecutor(max_workers=8) as pool:
-            outcomes = list(pool.map(sending.send_batch, planned.batch_ids))
+            outcomes = list(pool.map(send_until_settled, planned.batch_ids))
         assert [o.status for o in outcomes] == ["sent"] * 8
         finished = digest(planned.digest_id)
         assert (finished.status, finished.status_reason) == ("sent", "8 delivered to SendGrid")

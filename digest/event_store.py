@@ -1,0 +1,122 @@
+"""Storing normalised SendGrid events in `email_events`: only rows not stored yet come back.
+
+At least once: SendGrid redelivers, so the INSERT skips any row whose `sg_event_id` or
+`dedupe_key` is already stored (`ON CONFLICT DO NOTHING`), and only the rows it actually
+inserted are returned, as `StoredEvent`s: those alone have consequences (`digest.tracking`).
+
+PostgreSQL: the ids are drawn from the table's sequence first (one query), the rows travel as one
+JSON document unpacked server-side (no bind parameter per value), and the INSERT returns only
+the ids it stored; everything else about a new row is already in Python. Returning whole rows
+made PostgreSQL re-parse every payload (`payload->>'reason'`) and Python convert every
+timestamp back: a fifth of a 15,000-event batch's Python time. SQLite (the embedded default):
+one `INSERT … RETURNING` of the same columns.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from schema.models import EmailEvent
+
+INSERTED_COLUMNS = (
+    "id",
+    "sg_event_id",
+    "sg_message_id",
+    "dedupe_key",
+    "event",
+    "bounce_class",
+    "email",
+    "occurred_at",
+    "delivery_id",
+    "digest_id",
+    "url",
+    "machine",
+    "payload",
+)
+_COLUMNS = ", ".join(INSERTED_COLUMNS)
+# Both answer with one array, not a row per event (fetching 15,000 rows one by one costs more
+# than the ids themselves).
+PG_IDS = text(
+    "SELECT array_agg(nextval(pg_get_serial_sequence('email_events', 'id'))) "
+    "FROM generate_series(1, :n)"
+)
+PG_INSERT = text(
+    f"WITH new AS (INSERT INTO email_events ({_COLUMNS}) SELECT {_COLUMNS} "
+    "FROM json_populate_recordset(NULL::email_events, CAST(:rows AS json)) "
+    "ON CONFLICT DO NOTHING RETURNING id) SELECT array_agg(id) FROM new"
+)
+
+
+class StoredEvent(NamedTuple):
+    """A newly stored event: what its consequences (suppression, machine clicks) read."""
+
+    id: int
+    event: str
+    bounce_class: str | None
+    email: str | None
+    occurred_at: datetime
+    delivery_id: int | None
+    sg_message_id: str | None
+    reason: str | None  # the payload's `reason` (why SendGrid dropped or bounced it)
+
+
+def insert_new(session: Session, rows: list[dict[str, Any]]) -> list[StoredEvent]:
+    """Insert `rows` (normalised, linked), skipping any already stored; return the new ones."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return _insert_postgres(session, rows)
+    return _insert_sqlite(session, rows)
+
+
+def _insert_postgres(session: Session, rows: list[dict[str, Any]]) -> list[StoredEvent]:
+    ids = session.scalar(PG_IDS, {"n": len(rows)})
+    for row, id_ in zip(rows, ids, strict=True):
+        row["id"] = id_
+    new = set(session.scalar(PG_INSERT, {"rows": _rows_document(rows)}) or ())
+    return [_stored(id_, row) for row, id_ in zip(rows, ids, strict=True) if id_ in new]
+
+
+def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> list[StoredEvent]:
+    from sqlalchemy.dialects.sqlite import insert
+
+    table = EmailEvent.__table__
+    returned = ("id", "event", "bounce_class", "email", "occurred_at", "delivery_id")
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing()
+        .returning(
+            *(table.c[name] for name in (*returned, "sg_message_id")),
+            EmailEvent.payload["reason"].as_string().label("reason"),
+        )
+    )
+    return [StoredEvent(*row) for row in session.execute(statement, rows)]
+
+
+def _stored(id_: int, row: dict[str, Any]) -> StoredEvent:
+    reason = row["payload"].get("reason")
+    return StoredEvent(
+        id_,
+        row["event"],
+        row["bounce_class"],
+        row["email"],
+        row["occurred_at"],
+        row["delivery_id"],
+        row["sg_message_id"],
+        reason if reason is None or isinstance(reason, str) else json.dumps(reason),
+    )
+
+
+def _rows_document(rows: list[dict[str, Any]]) -> str:
+    """The rows as one JSON array (datetimes in ISO 8601). orjson writes 3 MB of events in a
+    tenth of the stdlib's time; what it refuses (integers past 64 bits) goes the stdlib's way."""
+    try:
+        return orjson.dumps(rows).decode()
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps([{**row, "occurred_at": row["occurred_at"].isoformat()} for row in rows])

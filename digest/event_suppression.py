@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -80,7 +81,13 @@ def _action(row: Any) -> EventAction | None:
     return ACTION_BY_EVENT.get(row.event)
 
 
+ACTING_EVENTS = frozenset({"bounce", "dropped", *ACTION_BY_EVENT})  # opens, clicks ask nothing
 Acting = tuple[Any, EventAction]  # an event and what it asks (decided once per event)
+_time_and_id = attrgetter("occurred_at", "id")
+
+
+def _in_time_order(pair: Acting) -> tuple[Any, ...]:
+    return _time_and_id(pair[0])
 
 
 def _load_subscribers(
@@ -170,10 +177,10 @@ def apply_suppression(
     Returns how many subscribers moved to each status.
     """
     settings = settings or get_settings()
-    acting = [(r, action) for r in rows if (action := _action(r))]
+    acting = [(r, action) for r in rows if r.event in ACTING_EVENTS and (action := _action(r))]
     if not acting:
         return {}
-    acting.sort(key=lambda pair: (pair[0].occurred_at, pair[0].id))
+    acting.sort(key=_in_time_order)
     via_delivery, via_email = _load_subscribers(session, acting)
     soft_bounces = [r for r, action in acting if action == EventAction.SOFT_BOUNCE]
     seen_soft = _earlier_soft_bounces(session, soft_bounces) if soft_bounces else set()

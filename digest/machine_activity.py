@@ -63,7 +63,7 @@ def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, da
         select(Delivery.id, DeliveryBatch.sent_at)
         .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
         .where(among(session, Delivery.id, delivery_ids), DeliveryBatch.sent_at.is_not(None))
-    ):
+    ).all():
         delivered[d_id] = sent_at
     for d_id, first in connection.execute(
         select(EmailEvent.delivery_id, func.min(EmailEvent.occurred_at))
@@ -71,16 +71,15 @@ def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, da
             among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "delivered"
         )
         .group_by(EmailEvent.delivery_id)
-    ):
+    ).all():
         delivered[d_id] = first
     return delivered
 
 
 def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Click]]:
-    """Each delivery's clicks, oldest first. Read as Core rows: the ORM's loading of plain
-    columns was two thirds of the time of reading a batch's 5,000 clicks."""
-    clicks: dict[int, list[Click]] = {}
-    for e_id, d_id, at, url, machine in session.connection().execute(
+    """Each delivery's clicks, oldest first. Read as Core rows, fetched at once: the ORM's
+    loading of plain columns, then a fetch per row, were most of reading a batch's 5,000 clicks."""
+    query = (
         select(
             EmailEvent.id,
             EmailEvent.delivery_id,
@@ -90,7 +89,9 @@ def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Cli
         )
         .where(among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "click")
         .order_by(EmailEvent.occurred_at, EmailEvent.id)
-    ):
+    )
+    clicks: dict[int, list[Click]] = {}
+    for e_id, d_id, at, url, machine in session.connection().execute(query).all():
         clicks.setdefault(d_id, []).append((e_id, at, url, machine))
     return clicks
 

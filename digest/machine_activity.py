@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import DateTime, func, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from digest.key_lists import among, key_parts
@@ -60,13 +61,13 @@ def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, da
     delivered: dict[int, datetime] = {}
     connection = session.connection()  # Core rows: no ORM loading for plain columns
     for d_id, sent_at in connection.execute(
-        select(Delivery.id, DeliveryBatch.sent_at)
+        select(Delivery.id, _compared_only(DeliveryBatch.sent_at))
         .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
         .where(among(session, Delivery.id, delivery_ids), DeliveryBatch.sent_at.is_not(None))
     ).all():
         delivered[d_id] = sent_at
     for d_id, first in connection.execute(
-        select(EmailEvent.delivery_id, func.min(EmailEvent.occurred_at))
+        select(EmailEvent.delivery_id, _compared_only(func.min(EmailEvent.occurred_at)))
         .where(
             among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "delivered"
         )
@@ -76,6 +77,13 @@ def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, da
     return delivered
 
 
+def _compared_only(column: Any) -> Any:
+    """A time column read as the driver hands it: these times are only compared and subtracted,
+    never stored or shown, so the model's conversion to UTC (a tenth of the batch's Python time,
+    for 15,000 times) is left out. All are aware on PostgreSQL, all naive on SQLite."""
+    return type_coerce(column, DateTime(timezone=True))
+
+
 def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Click]]:
     """Each delivery's clicks, oldest first. Read as Core rows, fetched at once: the ORM's
     loading of plain columns, then a fetch per row, were most of reading a batch's 5,000 clicks."""
@@ -83,7 +91,7 @@ def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Cli
         select(
             EmailEvent.id,
             EmailEvent.delivery_id,
-            EmailEvent.occurred_at,
+            _compared_only(EmailEvent.occurred_at),
             EmailEvent.url,
             EmailEvent.machine,
         )

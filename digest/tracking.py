@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +28,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
-from digest.event_store import insert_new
+from digest.event_store import StoredEvent, insert_new
 from digest.event_suppression import apply_suppression
 from digest.machine_activity import flag_machine_activity
 from digest.redaction import Redaction, redact_body
@@ -80,6 +83,27 @@ def process_batch(
     if batch.processed_at is not None:
         outcome.already_processed = True
         return outcome
+    with _cyclic_gc_paused():
+        inserted = _store_events(session, batch, outcome)
+        outcome.status_changes = apply_suppression(session, inserted, settings)
+        touched = {
+            r.delivery_id for r in inserted if r.delivery_id and r.event in ("click", "delivered")
+        }
+        flag_machine_activity(session, touched, settings)
+    batch.processed_at = utcnow()
+    batch.events = outcome.events
+    outcome.by_type = dict(Counter(r.event for r in inserted))
+    outcome.lag_seconds = (batch.processed_at - batch.received_at).total_seconds()
+    unknown = sorted({r.event for r in inserted if r.event not in KNOWN_EVENTS})
+    if unknown:
+        log.info("webhook batch %s: kept unknown event types %s", batch_id, ", ".join(unknown))
+    return outcome
+
+
+def _store_events(
+    session: Session, batch: WebhookBatch, outcome: WebhookBatchOutcome
+) -> list[StoredEvent]:
+    """The body's events normalised, deduplicated, linked and stored; returns the new ones."""
     raw = _parse(batch.body)
     if "\\u" in batch.body:  # escapes may carry NUL or lone surrogates, which PostgreSQL refuses
         raw = storable(raw)
@@ -92,19 +116,23 @@ def process_batch(
     inserted = insert_new(session, unique)
     outcome.inserted = len(inserted)
     outcome.duplicates = len(rows) - len(inserted)
-    outcome.status_changes = apply_suppression(session, inserted, settings)
-    touched = {
-        r.delivery_id for r in inserted if r.delivery_id and r.event in ("click", "delivered")
-    }
-    flag_machine_activity(session, touched, settings)
-    batch.processed_at = utcnow()
-    batch.events = len(rows)
-    outcome.by_type = dict(Counter(r.event for r in inserted))
-    outcome.lag_seconds = (batch.processed_at - batch.received_at).total_seconds()
-    unknown = sorted({r.event for r in inserted if r.event not in KNOWN_EVENTS})
-    if unknown:
-        log.info("webhook batch %s: kept unknown event types %s", batch_id, ", ".join(unknown))
-    return outcome
+    return inserted
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cycle collector off while a batch is processed, as it was before.
+
+    A 15,000-event body becomes some 300,000 objects (parsed events, rows, keys) that live until
+    the batch ends and form no cycles; the collector kept re-scanning them as they were made, a
+    tenth of the batch's Python time. Whatever cycles appear meanwhile are collected after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _parse(body: str) -> Any:

@@ -142,13 +142,17 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
 
 def unique_in_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop repeats inside one body before the database sees them (cheaper than conflicts)."""
-    seen: set[tuple[str, str]] = set()
+    seen_ids: set[str] = set()
+    seen_keys: set[str] = set()
     unique = []
     for row in rows:
-        keys = {(name, row[name]) for name in ("sg_event_id", "dedupe_key") if row[name]}
-        if keys & seen:
+        event_id, key = row["sg_event_id"], row["dedupe_key"]
+        if (event_id and event_id in seen_ids) or (key and key in seen_keys):
             continue
-        seen |= keys
+        if event_id:
+            seen_ids.add(event_id)
+        if key:
+            seen_keys.add(key)
         unique.append(row)
     return unique
 

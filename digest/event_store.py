@@ -48,7 +48,7 @@ PG_IDS = text(
 )
 # The rows go by binary COPY into a temporary table dropped with the call, then into
 # `email_events` in one INSERT … SELECT … ON CONFLICT DO NOTHING. A JSON document of the rows
-# instead made PostgreSQL parse 3 MB of JSON to unpack it: a third of its CPU for the INSERT.
+# instead made PostgreSQL parse 3 MB of JSON to unpack it: a quarter of its CPU for the INSERT.
 STAGE = "webhook_events_stage"
 STAGE_COLUMNS = {
     "id": "bigint",

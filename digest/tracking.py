@@ -121,7 +121,7 @@ def _store_events(
 
 @contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
-    """Python's cycle collector off while a batch is processed, as it was before.
+    """Python's cycle collector off while a batch is processed, then back as it was.
 
     A 15,000-event body becomes some 300,000 objects (parsed events, rows, keys) that live until
     the batch ends and form no cycles; the collector kept re-scanning them as they were made, a

@@ -4,6 +4,8 @@ are inserted, and only they have consequences."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import select
 
@@ -79,3 +81,18 @@ def test_a_body_mixing_stored_and_new_events_acts_on_the_new_ones_only(sent: Sen
 def test_a_dropped_events_reason_still_decides_its_consequence(sent: SentDigest) -> None:
     outcome = _process([_event(sent, "dropped", BO, T0 + 60, reason="Bounced Address")])
     assert outcome.status_changes == {"bounced": 1}
+
+
+def test_processing_leaves_the_cycle_collector_on(sent: SentDigest) -> None:
+    _process([_event(sent, "delivered", ADA, T0 + 60)])
+    assert gc.isenabled()
+
+
+def test_a_batch_that_fails_leaves_the_cycle_collector_on(sent: SentDigest, monkeypatch) -> None:
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr("digest.tracking.insert_new", broken)
+    with pytest.raises(RuntimeError):
+        _process([_event(sent, "delivered", ADA, T0 + 60)])
+    assert gc.isenabled()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from enum import StrEnum
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -62,23 +63,35 @@ def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]
         yield values[start : start + size]
 
 
+# Events whose action their name alone decides.
+ACTION_BY_EVENT = {
+    "spamreport": EventAction.COMPLAINED,
+    "unsubscribe": EventAction.UNSUBSCRIBED,
+    "group_unsubscribe": EventAction.UNSUBSCRIBED,
+    "delivered": EventAction.DELIVERED,
+}
+
+
 def _action(row: Any) -> EventAction | None:
     """What an event asks of the subscriber, or nothing."""
     if row.event == "bounce":
         return EventAction.BOUNCED if row.bounce_class == "hard" else EventAction.SOFT_BOUNCE
-    if row.event == "spamreport":
-        return EventAction.COMPLAINED
-    if row.event in ("unsubscribe", "group_unsubscribe"):
-        return EventAction.UNSUBSCRIBED
-    if row.event == "delivered":
-        return EventAction.DELIVERED
     if row.event == "dropped":
         return DROPPED_REASONS.get(str(row.reason or "").strip().lower())
-    return None
+    return ACTION_BY_EVENT.get(row.event)
+
+
+ACTING_EVENTS = frozenset({"bounce", "dropped", *ACTION_BY_EVENT})  # opens, clicks ask nothing
+Acting = tuple[Any, EventAction]  # an event and what it asks (decided once per event)
+_time_and_id = attrgetter("occurred_at", "id")
+
+
+def _in_time_order(pair: Acting) -> tuple[Any, ...]:
+    return _time_and_id(pair[0])
 
 
 def _load_subscribers(
-    session: Session, rows: list[Any]
+    session: Session, acting: list[Acting]
 ) -> tuple[dict[int, Subscriber], dict[str, Subscriber]]:
     """The subscribers the events act on, locked, in id order (concurrent batches lock alike).
 
@@ -86,9 +99,9 @@ def _load_subscribers(
     count is above zero, or when another event of the batch acts on it too. In a batch of opens,
     clicks and deliveries that skips thousands of rows nobody changes (loading them as objects
     was a fifth of the batch's time)."""
-    others = [r for r in rows if _action(r) != EventAction.DELIVERED]
+    others = [r for r, action in acting if action != EventAction.DELIVERED]
     via_delivery, via_email = _subscribers_of(session, others, None)
-    deliveries = [r for r in rows if _action(r) == EventAction.DELIVERED]
+    deliveries = [r for r, action in acting if action == EventAction.DELIVERED]
     if deliveries:
         loaded = {s.id for s in (*via_delivery.values(), *via_email.values())}
         more_delivery, more_email = _subscribers_of(session, deliveries, loaded)
@@ -118,9 +131,12 @@ def _subscribers_of(
             query.order_by(Subscriber.id).with_for_update(of=Subscriber)
         ):
             via_delivery[d_id] = subscriber
-    emails = {r.email.lower() for r in rows if r.email and r.delivery_id not in via_delivery}
-    if relevant is not None:  # a delivery that named a subscriber not worth loading: not by address
-        emails -= {r.email.lower() for r in rows if r.email and r.delivery_id}
+    if relevant is None:
+        emails = {r.email.lower() for r in rows if r.email and r.delivery_id not in via_delivery}
+    else:  # a delivery that named a subscriber not worth loading: not by address either
+        emails = {r.email.lower() for r in rows if r.email and not r.delivery_id}
+        if emails:
+            emails -= {r.email.lower() for r in rows if r.email and r.delivery_id}
     via_email: dict[str, Subscriber] = {}
     for part in key_parts(session, emails):
         query = select(Subscriber).where(among(session, func.lower(Subscriber.email), part))
@@ -161,21 +177,21 @@ def apply_suppression(
     Returns how many subscribers moved to each status.
     """
     settings = settings or get_settings()
-    acting = [r for r in rows if _action(r)]
+    acting = [(r, action) for r in rows if r.event in ACTING_EVENTS and (action := _action(r))]
     if not acting:
         return {}
-    acting.sort(key=lambda r: (r.occurred_at, r.id))
+    acting.sort(key=_in_time_order)
     via_delivery, via_email = _load_subscribers(session, acting)
-    soft_bounces = [r for r in acting if _action(r) == EventAction.SOFT_BOUNCE]
+    soft_bounces = [r for r, action in acting if action == EventAction.SOFT_BOUNCE]
     seen_soft = _earlier_soft_bounces(session, soft_bounces) if soft_bounces else set()
     suppress: dict[str, SuppressionReason] = {}
     changes: dict[str, int] = {}
     now = utcnow()
-    for row in acting:
+    for row, asked in acting:
         subscriber = via_delivery.get(row.delivery_id) or (
             via_email.get(row.email.lower()) if row.email else None
         )
-        action = _effect(row, subscriber, seen_soft, settings)
+        action = _effect(row, asked, subscriber, seen_soft, settings)
         if action is None:
             continue
         address = row.email or (subscriber.email if subscriber else None)
@@ -190,13 +206,13 @@ def apply_suppression(
 
 def _effect(
     row: Any,
+    action: EventAction,
     subscriber: Subscriber | None,
     seen_soft: set[tuple[str, Any]],
     settings: Settings,
 ) -> EventAction | None:
     """The status this event moves its subscriber towards, after counting bounces; None when
     it only touches the soft-bounce count (a delivery, a soft bounce under the limit)."""
-    action = _action(row)
     if action == EventAction.DELIVERED:
         if subscriber is not None and subscriber.soft_bounces:
             subscriber.soft_bounces = 0

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import DateTime, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from digest.key_lists import among, key_parts
@@ -33,10 +34,12 @@ def flag_machine_activity(
     window = timedelta(seconds=settings.machine_click_seconds)
     flagged = 0
     for part in key_parts(session, delivery_ids):
-        clicks = _clicks(session, part)
+        clicks, delivered = _clicks_and_deliveries(session, part)
         if not clicks:  # only deliveries with clicks have anything to judge
             continue
-        delivered = _delivered_at(session, sorted(clicks))
+        never_delivered = sorted(d_id for d_id in clicks if d_id not in delivered)
+        if never_delivered:
+            delivered.update(_sent_at(session, never_delivered))
         to_set: dict[bool, list[int]] = {True: [], False: []}
         for d_id, rows in clicks.items():
             machine_ids = _machine_clicks(rows, delivered.get(d_id), window, settings)
@@ -55,42 +58,52 @@ def flag_machine_activity(
     return flagged
 
 
-def _delivered_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, datetime]:
-    """When each delivery arrived: its first `delivered` event, else when its batch was sent."""
-    delivered: dict[int, datetime] = {}
-    for d_id, sent_at in session.execute(
-        select(Delivery.id, DeliveryBatch.sent_at)
+def _sent_at(session: Session, delivery_ids: Sequence[int]) -> dict[int, datetime]:
+    """When each delivery's batch was sent: its arrival, until a `delivered` event says."""
+    query = (
+        select(Delivery.id, _compared_only(DeliveryBatch.sent_at))
         .join(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
         .where(among(session, Delivery.id, delivery_ids), DeliveryBatch.sent_at.is_not(None))
-    ):
-        delivered[d_id] = sent_at
-    for d_id, first in session.execute(
-        select(EmailEvent.delivery_id, func.min(EmailEvent.occurred_at))
-        .where(
-            among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "delivered"
-        )
-        .group_by(EmailEvent.delivery_id)
-    ):
-        delivered[d_id] = first
-    return delivered
+    )
+    return {d_id: sent_at for d_id, sent_at in session.connection().execute(query).all()}
 
 
-def _clicks(session: Session, delivery_ids: Sequence[int]) -> dict[int, list[Click]]:
-    """Each delivery's clicks, oldest first."""
-    clicks: dict[int, list[Click]] = {}
-    for e_id, d_id, at, url, machine in session.execute(
+def _compared_only(column: Any) -> Any:
+    """A time column read as the driver hands it: these times are only compared and subtracted,
+    never stored or shown, so the model's conversion to UTC (a tenth of the batch's Python time,
+    for 15,000 times) is left out. All are aware on PostgreSQL, all naive on SQLite."""
+    return type_coerce(column, DateTime(timezone=True))
+
+
+def _clicks_and_deliveries(
+    session: Session, delivery_ids: Sequence[int]
+) -> tuple[dict[int, list[Click]], dict[int, datetime]]:
+    """Each delivery's clicks, oldest first, and its first `delivered` event's time, in one
+    query. Read as Core rows, fetched at once: the ORM's loading of plain columns, then a fetch
+    per row, were most of reading a batch's 5,000 clicks."""
+    query = (
         select(
             EmailEvent.id,
             EmailEvent.delivery_id,
-            EmailEvent.occurred_at,
+            EmailEvent.event,
+            _compared_only(EmailEvent.occurred_at),
             EmailEvent.url,
             EmailEvent.machine,
         )
-        .where(among(session, EmailEvent.delivery_id, delivery_ids), EmailEvent.event == "click")
+        .where(
+            among(session, EmailEvent.delivery_id, delivery_ids),
+            EmailEvent.event.in_(("click", "delivered")),
+        )
         .order_by(EmailEvent.occurred_at, EmailEvent.id)
-    ):
-        clicks.setdefault(d_id, []).append((e_id, at, url, machine))
-    return clicks
+    )
+    clicks: dict[int, list[Click]] = {}
+    delivered: dict[int, datetime] = {}
+    for e_id, d_id, event, at, url, machine in session.connection().execute(query).all():
+        if event == "click":
+            clicks.setdefault(d_id, []).append((e_id, at, url, machine))
+        else:
+            delivered.setdefault(d_id, at)  # oldest first: the first is the arrival
+    return clicks, delivered
 
 
 def _machine_clicks(

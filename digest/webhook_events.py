@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
@@ -76,9 +77,15 @@ def _occurred_at(value: Any, fallback: datetime) -> tuple[datetime, int]:
     """When the event happened, and as whole Unix seconds (for the dedupe key)."""
     try:
         seconds = value if type(value) is int else int(float(value))
-        return datetime.fromtimestamp(seconds, UTC), seconds
+        return _utc(seconds), seconds
     except (TypeError, ValueError, OverflowError, OSError):
         return fallback, int(fallback.timestamp())
+
+
+@lru_cache(maxsize=4096)
+def _utc(seconds: int) -> datetime:
+    """Whole seconds as a UTC datetime; a body's events share few seconds, so each is made once."""
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def bounce_class(raw: dict[str, Any]) -> str:
@@ -135,13 +142,17 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
 
 def unique_in_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop repeats inside one body before the database sees them (cheaper than conflicts)."""
-    seen: set[tuple[str, str]] = set()
+    seen_ids: set[str] = set()
+    seen_keys: set[str] = set()
     unique = []
     for row in rows:
-        keys = {(name, row[name]) for name in ("sg_event_id", "dedupe_key") if row[name]}
-        if keys & seen:
+        event_id, key = row["sg_event_id"], row["dedupe_key"]
+        if (event_id and event_id in seen_ids) or (key and key in seen_keys):
             continue
-        seen |= keys
+        if event_id:
+            seen_ids.add(event_id)
+        if key:
+            seen_keys.add(key)
         unique.append(row)
     return unique
 
@@ -198,7 +209,7 @@ def _deliveries_named(session: Session, rows: list[dict[str, Any]]) -> dict[int,
             select(Delivery.id, Delivery.digest_id, Delivery.email).where(
                 among(session, Delivery.id, part)
             )
-        ):
+        ).all():
             deliveries[d_id] = (digest_id, email.lower())
     return deliveries
 

@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, exists, func, insert, select, text
+from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
@@ -127,19 +127,26 @@ JSON_SIGNUPS = text(
 )
 
 
-def insert_signups(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+def insert_signups(
+    target: Session | Connection, rows: list[dict[str, Any]]
+) -> list[tuple[int, str]]:
     """Insert the rows whose address is neither suppressed nor already there; returns (id,
-    email) of the rows that went in. The caller looks at the others one by one."""
-    if session.get_bind().dialect.name == "postgresql":
+    email) of the rows that went in. The caller looks at the others one by one.
+
+    `target`: a session, or a connection of `statement_scope` (the statement is then its own
+    transaction: the batched web writer)."""
+    dialect = (target.get_bind() if isinstance(target, Session) else target).dialect.name
+    if dialect == "postgresql":
         document = orjson.dumps(
             [{**row, "suppression_key": email_hash(row["email"])} for row in rows]
         ).decode()
-        return [(row[0], row[1]) for row in session.execute(JSON_SIGNUPS, {"rows": document})]
+        return [(row[0], row[1]) for row in target.execute(JSON_SIGNUPS, {"rows": document})]
+    session = target if isinstance(target, Session) else Session(bind=target)
     suppressed = suppressed_hashes(session, [email_hash(row["email"]) for row in rows])
     rows = [row for row in rows if email_hash(row["email"]) not in suppressed]
     if not rows:
         return []
-    statement = _signups_statement(session.get_bind().dialect.name)
+    statement = _signups_statement(dialect)
     return [(row[0], row[1]) for row in session.connection().execute(statement, rows)]
 
 

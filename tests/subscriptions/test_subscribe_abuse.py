@@ -121,6 +121,27 @@ def test_cors_ignores_other_origins(
     assert preflight.status_code == 400
 
 
+def test_signups_pass_every_request_guard_in_the_same_order_as_other_requests(
+    pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.web.app import create_app
+
+    monkeypatch.setenv("DIGEST_CORS_ORIGINS", "https://blog.example")
+    reset_caches()
+    app = create_app()
+    guards, layer = [], app.signup_path  # POST /subscribe skips FastAPI's layers, not these
+    while hasattr(layer, "app"):
+        guards.append(type(layer))
+        layer = layer.app
+    assert guards == [middleware.cls for middleware in app.user_middleware]
+    assert [cls.__name__ for cls in guards] == [
+        "CORSMiddleware",
+        "BearerGate",
+        "BodySizeLimit",
+        "JsonDepthLimit",
+    ]
+
+
 def test_rate_limit_setting_with_bad_syntax_is_refused_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -22,6 +22,7 @@ from digest import metrics, subscriptions
 from digest.addresses import email_hash
 from digest.db import session_scope, statement_scope
 from digest.ratelimit import Limited, RateLimiter, parse_limits
+from digest.signup_limits import signup_limits
 from digest.subscriptions import InvalidField
 from digest.web.batching import MicroBatcher
 from digest.web.email_tasks import queue_confirmations, tasks_run_in_process
@@ -76,41 +77,17 @@ class SubscribeGuard:
         )
 
 
-def per_ip_limits(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> dict[int, Limited]:
-    """The per-IP limit for a batch: one counter update for all of an IP's attempts when they
-    all fit (the usual case), else attempt by attempt, so exactly those over the limit are
-    refused. Returns the refused attempts' indexes. One Redis round trip either way."""
-    by_ip: dict[str, list[int]] = {}
-    for index, attempt in enumerate(attempts):
-        by_ip.setdefault(attempt.ip, []).append(index)
-    refused: dict[int, Limited] = {}
-    for ip, indexes in by_ip.items():
-        cost = len(indexes)
-        if cost > 1 and guard.limiter.hit_all_or_none(guard.per_ip, "subscribe-ip", ip, cost):
-            continue
-        answers = guard.limiter.hit_each(guard.per_ip, "subscribe-ip", [ip] * cost)
-        for index, limited in zip(indexes, answers, strict=True):
-            if limited:
-                refused[index] = limited
-    return refused
-
-
 def screen(attempt: SignupAttempt) -> SignupOutcome | str:
     """Honeypot and address of one attempt: its outcome, or the normalised address, which the
-    per-address limit counts next. Only the address is validated here; the other fields are
-    validated in the batch's transaction, where unknown categories can be looked up."""
+    per-address limit counts if the per-IP limit lets the attempt through. Only the address is
+    validated here; the other fields are validated with the batch's session at hand, where
+    unknown categories can be looked up."""
     if attempt.fields.honeypot:
         return Accepted()
     try:
         return subscriptions.normalise_email(attempt.fields.data.get("email"))
     except InvalidField as error:
         return Rejected(error)
-
-
-def per_email_limits(guard: SubscribeGuard, addresses: list[str]) -> list[Limited | None]:
-    """The per-address limit for each address, in one Redis round trip (keyed by hash)."""
-    hashes = [email_hash(address) for address in addresses]
-    return guard.limiter.hit_each(guard.per_email, "subscribe-email", hashes)
 
 
 def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list[SignupOutcome]:
@@ -123,21 +100,24 @@ def handle_signups(guard: SubscribeGuard, attempts: list[SignupAttempt]) -> list
     here (insert-or-nothing, guarded updates) do not fail on any input.
     """
     outcomes: list[SignupOutcome | None] = [None] * len(attempts)
-    screened: list[tuple[str, int]] = []
-    refused = per_ip_limits(guard, attempts)
-    for index, attempt in enumerate(attempts):
-        outcome = refused.get(index) or screen(attempt)
-        if isinstance(outcome, str):
-            screened.append((outcome, index))
-        else:
-            outcomes[index] = outcome
+    screened = [screen(attempt) for attempt in attempts]
+    limited = signup_limits(
+        guard.limiter,
+        guard.per_ip,
+        guard.per_email,
+        [
+            (attempt.ip, email_hash(email) if isinstance(email, str) else None)
+            for attempt, email in zip(attempts, screened, strict=True)
+        ],
+    )
     ready: list[tuple[str, int]] = []
-    limited = per_email_limits(guard, [email for email, _ in screened])
-    for (email, index), over in zip(screened, limited, strict=True):
-        if over:
+    for index, (email, over) in enumerate(zip(screened, limited, strict=True)):
+        if over:  # the per-IP limit, whatever the attempt holds; or the per-address limit
             outcomes[index] = over
-        else:
+        elif isinstance(email, str):
             ready.append((email, index))
+        else:
+            outcomes[index] = email
     to_confirm: list[tuple[int, int]] = []  # (attempt index, subscriber id), once committed
     failed = True
     try:

@@ -116,15 +116,16 @@ _JSON_COLUMNS = {
 # PostgreSQL: the batch as ONE json parameter (orjson writes it in microseconds; arrays of every
 # column were dumped element by element, 14 % of a signup's CPU), suppressed addresses left out
 # by the statement itself (no query before it).
-JSON_SIGNUPS = text(
+JSON_SIGNUPS_SQL = (
     f"INSERT INTO subscribers ({', '.join(NEW_SUBSCRIBER_COLUMNS)}) "
     f"SELECT {', '.join('r.' + c for c in NEW_SUBSCRIBER_COLUMNS)} "
-    "FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    "FROM json_to_recordset(CAST(%(rows)s AS json)) AS r("
     + ", ".join(f"{c} {_JSON_COLUMNS.get(c, 'text')}" for c in NEW_SUBSCRIBER_COLUMNS)
     + ", suppression_key text) "
     "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.suppression_key) "
     "ON CONFLICT DO NOTHING RETURNING id, email"
 )
+JSON_SIGNUPS = text(JSON_SIGNUPS_SQL.replace("%(rows)s", ":rows"))
 
 
 def insert_signups(
@@ -140,7 +141,11 @@ def insert_signups(
         document = orjson.dumps(
             [{**row, "suppression_key": email_hash(row["email"])} for row in rows]
         ).decode()
-        return [(row[0], row[1]) for row in target.execute(JSON_SIGNUPS, {"rows": document})]
+        if isinstance(target, Session):
+            result = target.execute(JSON_SIGNUPS, {"rows": document})
+        else:  # the driver's statement as it is: nothing to compile or look up in a cache
+            result = target.exec_driver_sql(JSON_SIGNUPS_SQL, {"rows": document})
+        return [(row[0], row[1]) for row in result]
     session = target if isinstance(target, Session) else Session(bind=target)
     suppressed = suppressed_hashes(session, [email_hash(row["email"]) for row in rows])
     rows = [row for row in rows if email_hash(row["email"]) not in suppressed]

@@ -182,3 +182,15 @@ def test_a_batch_that_does_not_fit_whole_counts_nothing(redis_url: str) -> None:
     assert limiter.fits(limits, "scope", "ip", 3)  # nothing was counted, not even per minute
     assert limiter.hit_all_or_none(limits, "scope", "ip", 3)
     assert not limiter.fits(limits, "scope", "ip", 1)
+
+
+def test_a_json_signup_is_answered_with_the_bytes_a_json_response_would_carry(
+    pg: str, redis_url: str, eager_tasks: None
+) -> None:
+    from fastapi.responses import JSONResponse
+
+    response = app_client().post("/subscribe", json={"email": "ada@example.com"})
+    expected = JSONResponse({"status": "pending"}, status_code=202)
+    assert response.status_code == 202
+    assert response.content == expected.body
+    assert response.headers["content-type"] == expected.headers["content-type"]

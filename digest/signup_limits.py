@@ -118,12 +118,12 @@ def signup_limits(
     ordered = [index for members in groups.values() for index in members]
     for index, refused in zip(ordered, answers[: len(ordered)], strict=True):
         if refused > 0:
-            results[index] = limiter._limited(per_ip[refused - 1], IP_SCOPE, attempts[index][0])
+            results[index] = limiter.refusal(per_ip[refused - 1], IP_SCOPE, attempts[index][0])
     for index, refused in zip(counted, answers[len(ordered) :], strict=True):
         if refused > 0:
             key = attempts[index][1]
             assert key is not None
-            results[index] = limiter._limited(per_email[refused - 1], EMAIL_SCOPE, key)
+            results[index] = limiter.refusal(per_email[refused - 1], EMAIL_SCOPE, key)
     return results
 
 

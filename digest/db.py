@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.settings import get_settings
@@ -56,6 +56,42 @@ def _create_engine(url: str) -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
+
+
+def _autocommit_engine(url: str) -> Engine:
+    """PostgreSQL: a second, small pool on the same database whose connections commit each
+    statement as it runs and are not pinged at checkout (see `statement_scope`)."""
+    key = "autocommit:" + url
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = _ENGINES[key] = create_engine(
+                url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=2,
+                max_overflow=4,
+                pool_reset_on_return=None,  # nothing to roll back: no transaction is ever open
+            )
+    return engine
+
+
+@contextmanager
+def statement_scope() -> Iterator[Connection]:
+    """A connection for ONE statement that is its own transaction (atomic, committed when it
+    returns), for a hot path's single-statement write: the batched signup INSERT.
+
+    On PostgreSQL it comes from an autocommit pool without pre-ping: the session's ping, BEGIN
+    and COMMIT were three of that write's four round trips. A connection dropped while idle
+    fails the statement (nothing written) with OperationalError and is discarded; the caller
+    tries once more. SQLite: an ordinary transaction around whatever the caller runs.
+    """
+    url = get_settings().database_url
+    if url.startswith("sqlite"):
+        with get_engine(url).begin() as connection:
+            yield connection
+        return
+    with _autocommit_engine(url).connect() as connection:
+        yield connection
 
 
 @lru_cache(maxsize=8)

@@ -105,7 +105,7 @@ class RateLimiter:
             log.warning("rate limit storage unavailable; letting %s through", scope)
             return [None] * len(identifiers)
         return [
-            self._limited(limits[index - 1], scope, identifier) if index else None
+            self.refusal(limits[index - 1], scope, identifier) if index else None
             for identifier, index in zip(identifiers, refused, strict=True)
         ]
 
@@ -157,7 +157,7 @@ class RateLimiter:
                     raise
         raise AssertionError("unreachable")
 
-    def _limited(self, item: RateLimitItem, scope: str, identifier: str) -> Limited:
+    def refusal(self, item: RateLimitItem, scope: str, identifier: str) -> Limited:
         """The answer to a refused hit: seconds until the item's window has room again."""
         try:
             reset_at, _remaining = self.strategy.get_window_stats(item, scope, identifier)

@@ -28,7 +28,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Table, bindparam, exists, func, insert, select, text
+from sqlalchemy import Connection, Table, bindparam, exists, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
@@ -116,30 +116,42 @@ _JSON_COLUMNS = {
 # PostgreSQL: the batch as ONE json parameter (orjson writes it in microseconds; arrays of every
 # column were dumped element by element, 14 % of a signup's CPU), suppressed addresses left out
 # by the statement itself (no query before it).
-JSON_SIGNUPS = text(
+JSON_SIGNUPS_SQL = (
     f"INSERT INTO subscribers ({', '.join(NEW_SUBSCRIBER_COLUMNS)}) "
     f"SELECT {', '.join('r.' + c for c in NEW_SUBSCRIBER_COLUMNS)} "
-    "FROM json_to_recordset(CAST(:rows AS json)) AS r("
+    "FROM json_to_recordset(CAST(%(rows)s AS json)) AS r("
     + ", ".join(f"{c} {_JSON_COLUMNS.get(c, 'text')}" for c in NEW_SUBSCRIBER_COLUMNS)
     + ", suppression_key text) "
     "WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = r.suppression_key) "
     "ON CONFLICT DO NOTHING RETURNING id, email"
 )
+JSON_SIGNUPS = text(JSON_SIGNUPS_SQL.replace("%(rows)s", ":rows"))
 
 
-def insert_signups(session: Session, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+def insert_signups(
+    target: Session | Connection, rows: list[dict[str, Any]]
+) -> list[tuple[int, str]]:
     """Insert the rows whose address is neither suppressed nor already there; returns (id,
-    email) of the rows that went in. The caller looks at the others one by one."""
-    if session.get_bind().dialect.name == "postgresql":
+    email) of the rows that went in. The caller looks at the others one by one.
+
+    `target`: a session, or a connection of `statement_scope` (the statement is then its own
+    transaction: the batched web writer)."""
+    dialect = (target.get_bind() if isinstance(target, Session) else target).dialect.name
+    if dialect == "postgresql":
         document = orjson.dumps(
             [{**row, "suppression_key": email_hash(row["email"])} for row in rows]
         ).decode()
-        return [(row[0], row[1]) for row in session.execute(JSON_SIGNUPS, {"rows": document})]
+        if isinstance(target, Session):
+            result = target.execute(JSON_SIGNUPS, {"rows": document})
+        else:  # the driver's statement as it is: nothing to compile or look up in a cache
+            result = target.exec_driver_sql(JSON_SIGNUPS_SQL, {"rows": document})
+        return [(row[0], row[1]) for row in result]
+    session = target if isinstance(target, Session) else Session(bind=target)
     suppressed = suppressed_hashes(session, [email_hash(row["email"]) for row in rows])
     rows = [row for row in rows if email_hash(row["email"]) not in suppressed]
     if not rows:
         return []
-    statement = _signups_statement(session.get_bind().dialect.name)
+    statement = _signups_statement(dialect)
     return [(row[0], row[1]) for row in session.connection().execute(statement, rows)]
 
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, is_suppressed
@@ -107,6 +107,8 @@ __all__ = [  # re-exported for callers written before the split (see the module 
     "split_categories",
     "subscribe",
     "subscribe_many",
+    "subscribe_new",
+    "subscribe_rest",
     "timezone_names",
     "unsubscribe",
     "update_preferences",
@@ -264,15 +266,37 @@ def subscribe_many(
     the signups sorted by address so that concurrent transactions lock rows in the same order.
     """
     now = now or datetime.now(UTC)
+    created = subscribe_new(session, signups, now)
+    return subscribe_rest(session, signups, created, now)
+
+
+def subscribe_new(
+    target: Session | Connection, signups: Sequence[tuple[Signup, Consent]], now: datetime
+) -> list[SubscribeResult | None]:
+    """`subscribe_many`'s first step alone: ONE INSERT of the new, unsuppressed addresses (the
+    first signup of each), each row whole. On a connection of `statement_scope` that statement
+    is its own transaction: the batched web writer commits its new addresses in one round trip.
+    None for each signup it left alone (known, suppressed, repeated): see `subscribe_rest`."""
     results: list[SubscribeResult | None] = [None] * len(signups)
     first: dict[str, int] = {}  # lower-cased address -> the first signup of it in this batch
     for index, (signup, _) in enumerate(signups):
         first.setdefault(signup.email.lower(), index)
     rows = [_new_row(*signups[index], now) for index in first.values()]
-    for subscriber_id, email in insert_signups(session, rows):
+    for subscriber_id, email in insert_signups(target, rows):
         results[first[email.lower()]] = SubscribeResult(
             SubscribeOutcome.CREATED, subscriber_id, send_confirmation=True
         )
+    return results
+
+
+def subscribe_rest(
+    session: Session,
+    signups: Sequence[tuple[Signup, Consent]],
+    created: list[SubscribeResult | None],
+    now: datetime,
+) -> list[SubscribeResult]:
+    """`subscribe` for each signup `subscribe_new` left alone (None in `created`), in order."""
+    results = list(created)
     for index, (signup, consent) in enumerate(signups):
         if results[index] is None:  # already known, or a second signup of one address
             results[index] = subscribe(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.background import BackgroundTask
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from digest import subscriptions
 from digest.db import session_scope
@@ -35,6 +35,7 @@ from digest.web.signup_service import (
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["subscriptions"])
+SIGNUP_PATH = "/subscribe"
 
 
 def client_ip(request: Request) -> str:
@@ -102,10 +103,13 @@ def _too_many(limited: Limited, is_json: bool) -> Response:
     return response
 
 
+PENDING_JSON = b'{"status":"pending"}'
+
+
 def _accepted(fields: ParsedBody) -> Response:
     """The one answer to every accepted (or silently dropped) signup."""
-    if fields.is_json:
-        return JSONResponse({"status": "pending"}, status_code=202)
+    if fields.is_json:  # the very bytes JSONResponse renders, without rendering them each time
+        return Response(PENDING_JSON, 202, media_type="application/json")
     target = allowed_redirect(fields.data.get("redirect")) or "/thanks"
     return RedirectResponse(target, status_code=303)
 
@@ -150,7 +154,7 @@ def home() -> HTMLResponse:
 
 
 @router.post(
-    "/subscribe",
+    SIGNUP_PATH,
     summary="Subscribe an address (double opt-in)",
     status_code=202,
     openapi_extra=SUBSCRIBE_BODY,
@@ -180,25 +184,17 @@ async def subscribe(request: Request) -> Response:
     return answer(parsed, await guard.batcher.submit(attempt))
 
 
-class SignupEndpoint:
-    """`POST /subscribe` answered by the route's own function, in front of FastAPI's router.
+async def signup_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    """`POST /subscribe` as a bare ASGI app: the route's own function, without the router.
 
-    The innermost middleware: CORS, the bearer gate, the body size and JSON depth limits have
-    all run. Under load the router's machinery (included-router matching, dependency solving,
-    exception and exit-stack wrappers) cost about a third of the web process's CPU per signup,
-    more than the handler; this skips only that. Same function, same request object, same
-    answers; every other method and path (and the OpenAPI description) stays with the router.
+    The app calls it behind its request guards (digest/web/app.py, DigestAPI). Under load the
+    router's machinery (included-router matching, dependency solving, exception and exit-stack
+    wrappers) cost about a third of the web process's CPU per signup, more than the handler.
+    Same function, same request object, same answers; the route stays in the router for the
+    OpenAPI description.
     """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/subscribe" and scope["method"] == "POST":
-            response = await subscribe(Request(scope, receive))
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+    response = await subscribe(Request(scope, receive))
+    await response(scope, receive, send)
 
 
 @router.get("/thanks", response_class=HTMLResponse, summary="Thank-you page after signing up")

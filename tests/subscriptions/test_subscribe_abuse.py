@@ -121,6 +121,27 @@ def test_cors_ignores_other_origins(
     assert preflight.status_code == 400
 
 
+def test_signups_pass_every_request_guard_in_the_same_order_as_other_requests(
+    pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.web.app import create_app
+
+    monkeypatch.setenv("DIGEST_CORS_ORIGINS", "https://blog.example")
+    reset_caches()
+    app = create_app()
+    guards, layer = [], app.signup_path  # POST /subscribe skips FastAPI's layers, not these
+    while hasattr(layer, "app"):
+        guards.append(type(layer))
+        layer = layer.app
+    assert guards == [middleware.cls for middleware in app.user_middleware]
+    assert [cls.__name__ for cls in guards] == [
+        "CORSMiddleware",
+        "BearerGate",
+        "BodySizeLimit",
+        "JsonDepthLimit",
+    ]
+
+
 def test_rate_limit_setting_with_bad_syntax_is_refused_naming_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -161,3 +182,15 @@ def test_a_batch_that_does_not_fit_whole_counts_nothing(redis_url: str) -> None:
     assert limiter.fits(limits, "scope", "ip", 3)  # nothing was counted, not even per minute
     assert limiter.hit_all_or_none(limits, "scope", "ip", 3)
     assert not limiter.fits(limits, "scope", "ip", 1)
+
+
+def test_a_json_signup_is_answered_with_the_bytes_a_json_response_would_carry(
+    pg: str, redis_url: str, eager_tasks: None
+) -> None:
+    from fastapi.responses import JSONResponse
+
+    response = app_client().post("/subscribe", json={"email": "ada@example.com"})
+    expected = JSONResponse({"status": "pending"}, status_code=202)
+    assert response.status_code == 202
+    assert response.content == expected.body
+    assert response.headers["content-type"] == expected.headers["content-type"]

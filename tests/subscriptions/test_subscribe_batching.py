@@ -10,7 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from digest.ratelimit import limiter_for
 from digest.web.batching import MicroBatcher
+from digest.web.forms import ParsedBody
+from digest.web.signup_service import Accepted, SignupAttempt, SubscribeGuard, handle_signups
 from tests.support.subscriber_fixtures import count_subscribers, find, mails_to
 
 
@@ -119,4 +122,54 @@ def test_subscribe_many_answers_in_order_for_new_known_repeated_and_suppressed(p
     assert [r.outcome for r in results] == ["created", "suppressed", "pending", "active"]
     assert [r.send_confirmation for r in results] == [True, False, False, False]
     assert results[2].subscriber_id == results[0].subscriber_id
+    assert count_subscribers() == 2
+
+
+def signup_attempts(*addresses: str) -> list[SignupAttempt]:
+    return [SignupAttempt(ParsedBody(True, {"email": a}), "192.0.2.1", "api") for a in addresses]
+
+
+def test_a_batch_failing_after_its_new_addresses_still_sends_their_confirmations(
+    pg: str, eager_tasks: None, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest import subscriptions
+    from digest.db import session_scope
+    from schema.models import Subscriber
+
+    with session_scope() as session:
+        session.add(Subscriber(email="known@example.com", status="active"))
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the known addresses' transaction failed")
+
+    monkeypatch.setattr(subscriptions, "subscribe_rest", broken)
+    guard = SubscribeGuard(limiter_for(""), "100/minute", "100/hour")
+    with pytest.raises(RuntimeError):
+        handle_signups(guard, signup_attempts("new@example.com", "known@example.com"))
+    # The new address's row was committed by its own statement: it is whole, and confirmed to.
+    assert find("new@example.com").status == "pending"
+    assert len(mails_to(outbox, "new@example.com", "confirmation")) == 1
+
+
+def test_a_dropped_connection_costs_the_new_addresses_one_more_try_not_their_signup(
+    pg: str, eager_tasks: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from digest import subscriptions
+
+    real = subscriptions.subscribe_new
+    calls: list[int] = []
+
+    def drops_once(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subscriptions, "subscribe_new", drops_once)
+    guard = SubscribeGuard(limiter_for(""), "100/minute", "100/hour")
+    outcomes = handle_signups(guard, signup_attempts("a@example.com", "b@example.com"))
+    assert all(isinstance(outcome, Accepted) for outcome in outcomes)
+    assert len(calls) == 2
     assert count_subscribers() == 2

@@ -21,8 +21,8 @@ from digest.db import session_scope
 from digest.web.app import create_app
 from digest.webhooks import store_batch
 from schema.models import Base, Delivery, DeliveryBatch, Subscriber
-from tests.support.sent_digests import T0, SentDigest, sent_digest
-from tests.support.signed_webhooks import Signer, body_of, post_events, sg_event
+from tests.support.sent_digests import T0, SentDigest, event_for, sent_digest
+from tests.support.signed_webhooks import Signer, body_of, post_events
 
 BOB = "Bob.Quillfeather@x.example"  # as typed at signup: mixed case
 NAME = "Bartholomew Quillfeather"
@@ -30,18 +30,6 @@ ADA = "ada@example.test"
 
 
 # --- the scenario ---------------------------------------------------------------------------------
-
-
-def event_for(sent: SentDigest, event: str, email: str, at: int = T0 + 60, **extra):
-    return sg_event(
-        event,
-        email,
-        timestamp=at,
-        delivery_id=sent.deliveries[email],
-        digest_id=sent.digest_id,
-        message_id=sent.message_id,
-        **extra,
-    )
 
 
 def receive_digest() -> SentDigest:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber
+from tests.support.signed_webhooks import sg_event
 
 SENT_AT = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 T0 = int(SENT_AT.timestamp())
@@ -66,6 +68,22 @@ def sent_digest(
     digest.recipients = len(emails)
     session.commit()
     return SentDigest(digest.id, message_id, deliveries, subscribers)
+
+
+def event_for(
+    sent: SentDigest, event: str, email: str, at: int = T0 + 60, **extra: Any
+) -> dict[str, Any]:
+    """A SendGrid event about `email`'s delivery of `sent`, as SendGrid posts it: the delivery
+    and digest ids of the message's custom_args, and its message id."""
+    return sg_event(
+        event,
+        email,
+        timestamp=at,
+        delivery_id=sent.deliveries[email],
+        digest_id=sent.digest_id,
+        message_id=sent.message_id,
+        **extra,
+    )
 
 
 def _subscriber(session: Session, email: str) -> Subscriber:

@@ -13,23 +13,11 @@ from digest.db import session_scope
 from digest.tracking import WebhookBatchOutcome, process_batch
 from digest.webhooks import store_batch
 from schema.models import EmailEvent, Subscriber
-from tests.support.sent_digests import T0, SentDigest, sent_digest
-from tests.support.signed_webhooks import body_of, sg_event
+from tests.support.sent_digests import T0, SentDigest, event_for, sent_digest
+from tests.support.signed_webhooks import body_of
 
 ADA, BO, CY = "ada@example.test", "bo@example.test", "cy@example.test"
 BACKENDS = ["pg", "sqlite"]
-
-
-def _event(sent: SentDigest, event: str, email: str, at: int, **extra) -> dict:
-    return sg_event(
-        event,
-        email,
-        timestamp=at,
-        delivery_id=sent.deliveries[email],
-        digest_id=sent.digest_id,
-        message_id=sent.message_id,
-        **extra,
-    )
 
 
 def _process(events: list[dict]) -> WebhookBatchOutcome:
@@ -47,18 +35,18 @@ def sent(request: pytest.FixtureRequest) -> SentDigest:
 
 
 def test_a_redelivered_body_inserts_nothing(sent: SentDigest) -> None:
-    events = [_event(sent, "delivered", e, T0 + 60) for e in (ADA, BO, CY)]
+    events = [event_for(sent, "delivered", e, T0 + 60) for e in (ADA, BO, CY)]
     assert _process(events).inserted == 3
     again = _process(events)
     assert (again.inserted, again.duplicates, again.by_type) == (0, 3, {})
 
 
 def test_a_body_mixing_stored_and_new_events_acts_on_the_new_ones_only(sent: SentDigest) -> None:
-    first = [_event(sent, "delivered", ADA, T0 + 60), _event(sent, "delivered", BO, T0 + 61)]
+    first = [event_for(sent, "delivered", ADA, T0 + 60), event_for(sent, "delivered", BO, T0 + 61)]
     _process(first)
     new = [
-        _event(sent, "bounce", CY, T0 + 70, type="bounce", reason="550 no such user"),
-        _event(sent, "open", ADA, T0 + 80),
+        event_for(sent, "bounce", CY, T0 + 70, type="bounce", reason="550 no such user"),
+        event_for(sent, "open", ADA, T0 + 80),
     ]
     outcome = _process([first[1], new[0], first[0], new[1]])
     assert (outcome.inserted, outcome.duplicates) == (2, 2)
@@ -79,12 +67,12 @@ def test_a_body_mixing_stored_and_new_events_acts_on_the_new_ones_only(sent: Sen
 
 
 def test_a_dropped_events_reason_still_decides_its_consequence(sent: SentDigest) -> None:
-    outcome = _process([_event(sent, "dropped", BO, T0 + 60, reason="Bounced Address")])
+    outcome = _process([event_for(sent, "dropped", BO, T0 + 60, reason="Bounced Address")])
     assert outcome.status_changes == {"bounced": 1}
 
 
 def test_processing_leaves_the_cycle_collector_on(sent: SentDigest) -> None:
-    _process([_event(sent, "delivered", ADA, T0 + 60)])
+    _process([event_for(sent, "delivered", ADA, T0 + 60)])
     assert gc.isenabled()
 
 
@@ -94,5 +82,5 @@ def test_a_batch_that_fails_leaves_the_cycle_collector_on(sent: SentDigest, monk
 
     monkeypatch.setattr("digest.tracking.insert_new", broken)
     with pytest.raises(RuntimeError):
-        _process([_event(sent, "delivered", ADA, T0 + 60)])
+        _process([event_for(sent, "delivered", ADA, T0 + 60)])
     assert gc.isenabled()

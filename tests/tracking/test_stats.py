@@ -23,7 +23,7 @@ from digest.web.app import create_app
 from schema.models import DeliveryBatch, WebhookBatch
 from tests.support.paths import REPO
 from tests.support.sendgrid_fixtures import _module_sendgrid, fake_sendgrid, sendgrid_env  # noqa: F401
-from tests.support.sent_digests import T0, SentDigest, sent_digest
+from tests.support.sent_digests import T0, SentDigest, event_for, sent_digest
 from tests.support.signed_webhooks import Signer, post_events, sg_event
 
 ADA, BO, CY, DI = "ada@example.test", "bo@example.test", "cy@example.test", "di@example.test"
@@ -40,18 +40,6 @@ def client(signer: Signer) -> TestClient:
 def sent(signer: Signer) -> SentDigest:
     with session_scope() as session:
         return sent_digest(session, [ADA, BO, CY, DI])
-
-
-def ev(sent: SentDigest, event: str, email: str, at: int, **extra) -> dict:
-    return sg_event(
-        event,
-        email,
-        timestamp=at,
-        delivery_id=sent.deliveries[email],
-        digest_id=sent.digest_id,
-        message_id=sent.message_id,
-        **extra,
-    )
 
 
 def post(client: TestClient, signer: Signer, events: list[dict]) -> None:
@@ -71,13 +59,13 @@ def test_figures_count_people_not_events(client, signer, sent) -> None:
         client,
         signer,
         [
-            ev(sent, "delivered", ADA, T0 + 5),
-            ev(sent, "delivered", BO, T0 + 5),
-            ev(sent, "open", ADA, T0 + HOUR),
-            ev(sent, "open", ADA, T0 + 2 * HOUR),
-            ev(sent, "open", ADA, T0 + 3 * HOUR),
-            ev(sent, "click", ADA, T0 + HOUR + 30, url="https://shiporskip.example/a"),
-            ev(sent, "click", ADA, T0 + 2 * HOUR, url="https://shiporskip.example/a"),
+            event_for(sent, "delivered", ADA, T0 + 5),
+            event_for(sent, "delivered", BO, T0 + 5),
+            event_for(sent, "open", ADA, T0 + HOUR),
+            event_for(sent, "open", ADA, T0 + 2 * HOUR),
+            event_for(sent, "open", ADA, T0 + 3 * HOUR),
+            event_for(sent, "click", ADA, T0 + HOUR + 30, url="https://shiporskip.example/a"),
+            event_for(sent, "click", ADA, T0 + 2 * HOUR, url="https://shiporskip.example/a"),
         ],
     )
     figures = stats(sent)
@@ -93,15 +81,15 @@ def test_every_figure_is_reported(client, signer, sent) -> None:
         client,
         signer,
         [
-            ev(sent, "processed", ADA, T0),
-            ev(sent, "deferred", ADA, T0 + 60),
-            ev(sent, "delivered", ADA, T0 + 120),
-            ev(sent, "bounce", BO, T0 + 5, type="bounce"),
-            ev(sent, "bounce", CY, T0 + 5, type="blocked"),
-            ev(sent, "dropped", DI, T0 + 1, reason="Invalid"),
-            ev(sent, "unsubscribe", ADA, T0 + HOUR),
-            ev(sent, "group_unsubscribe", ADA, T0 + HOUR + 1),
-            ev(sent, "amp_opened", ADA, T0 + HOUR),
+            event_for(sent, "processed", ADA, T0),
+            event_for(sent, "deferred", ADA, T0 + 60),
+            event_for(sent, "delivered", ADA, T0 + 120),
+            event_for(sent, "bounce", BO, T0 + 5, type="bounce"),
+            event_for(sent, "bounce", CY, T0 + 5, type="blocked"),
+            event_for(sent, "dropped", DI, T0 + 1, reason="Invalid"),
+            event_for(sent, "unsubscribe", ADA, T0 + HOUR),
+            event_for(sent, "group_unsubscribe", ADA, T0 + HOUR + 1),
+            event_for(sent, "amp_opened", ADA, T0 + HOUR),
         ],
     )
     figures = stats(sent)
@@ -121,9 +109,9 @@ def test_complaints_are_counted_apart_from_bounces(client, signer, sent) -> None
         client,
         signer,
         [
-            ev(sent, "bounce", ADA, T0 + 5, type="bounce"),
-            ev(sent, "spamreport", BO, T0 + HOUR),
-            ev(sent, "spamreport", CY, T0 + HOUR),
+            event_for(sent, "bounce", ADA, T0 + 5, type="bounce"),
+            event_for(sent, "spamreport", BO, T0 + HOUR),
+            event_for(sent, "spamreport", CY, T0 + HOUR),
         ],
     )
     figures = stats(sent)
@@ -135,8 +123,8 @@ def test_apple_privacy_opens_are_machine_opens(client, signer, sent) -> None:
         client,
         signer,
         [
-            ev(sent, "open", ADA, T0 + 30, sg_machine_open=True),
-            ev(sent, "open", BO, T0 + HOUR, sg_machine_open=False),
+            event_for(sent, "open", ADA, T0 + 30, sg_machine_open=True),
+            event_for(sent, "open", BO, T0 + HOUR, sg_machine_open=False),
         ],
     )
     figures = stats(sent)
@@ -150,10 +138,10 @@ def test_a_click_seconds_after_delivery_is_machine(client, signer, sent) -> None
         client,
         signer,
         [
-            ev(sent, "delivered", ADA, T0 + 100),
-            ev(sent, "click", ADA, T0 + 103, url="https://shiporskip.example/a"),
-            ev(sent, "delivered", BO, T0 + 100),
-            ev(sent, "click", BO, T0 + 100 + HOUR, url="https://shiporskip.example/a"),
+            event_for(sent, "delivered", ADA, T0 + 100),
+            event_for(sent, "click", ADA, T0 + 103, url="https://shiporskip.example/a"),
+            event_for(sent, "delivered", BO, T0 + 100),
+            event_for(sent, "click", BO, T0 + 100 + HOUR, url="https://shiporskip.example/a"),
         ],
     )
     figures = stats(sent)
@@ -164,7 +152,9 @@ def test_a_click_seconds_after_delivery_is_machine(client, signer, sent) -> None
 
 def test_every_link_clicked_within_seconds_is_machine(client, signer, sent) -> None:
     links = [f"https://shiporskip.example/{slug}" for slug in ("a", "b", "c", "d")]
-    burst = [ev(sent, "click", CY, T0 + 2 * HOUR + i, url=url) for i, url in enumerate(links)]
+    burst = [
+        event_for(sent, "click", CY, T0 + 2 * HOUR + i, url=url) for i, url in enumerate(links)
+    ]
     post(client, signer, burst)
     figures = stats(sent)
     assert figures["human_unique_clicks"] == 0
@@ -172,9 +162,13 @@ def test_every_link_clicked_within_seconds_is_machine(client, signer, sent) -> N
 
 
 def test_a_late_delivered_event_rejudges_earlier_clicks(client, signer, sent) -> None:
-    post(client, signer, [ev(sent, "click", DI, T0 + HOUR + 4, url="https://shiporskip.example/a")])
+    post(
+        client,
+        signer,
+        [event_for(sent, "click", DI, T0 + HOUR + 4, url="https://shiporskip.example/a")],
+    )
     assert stats(sent)["human_unique_clicks"] == 1
-    post(client, signer, [ev(sent, "delivered", DI, T0 + HOUR)])
+    post(client, signer, [event_for(sent, "delivered", DI, T0 + HOUR)])
     figures = stats(sent)
     assert (figures["human_unique_clicks"], figures["machine_clicks"]) == (0, 1)
 
@@ -200,7 +194,7 @@ def test_stats_command_shows_the_latest_digest_by_default(client, signer) -> Non
     with session_scope() as session:
         sent_digest(session, [ADA], message_id="older")
         newer = sent_digest(session, [BO], message_id="newer")
-    post(client, signer, [ev(newer, "delivered", BO, T0 + 5)])
+    post(client, signer, [event_for(newer, "delivered", BO, T0 + 5)])
     result = CliRunner().invoke(cli, ["stats", "--json"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.output)
@@ -208,7 +202,7 @@ def test_stats_command_shows_the_latest_digest_by_default(client, signer) -> Non
 
 
 def test_stats_command_prints_a_table(client, signer, sent) -> None:
-    post(client, signer, [ev(sent, "delivered", ADA, T0 + 5)])
+    post(client, signer, [event_for(sent, "delivered", ADA, T0 + 5)])
     result = CliRunner().invoke(cli, ["stats", str(sent.digest_id)], env={"COLUMNS": "120"})
     assert result.exit_code == 0, result.output
     assert f"digest {sent.digest_id}" in result.output
@@ -382,7 +376,11 @@ EXPECTED = {
 def test_admin_digest_endpoint_carries_the_same_figures(client, signer, sent) -> None:
     from tests.support.services import ADMIN_TOKEN
 
-    post(client, signer, [ev(sent, "delivered", ADA, T0 + 5), ev(sent, "spamreport", BO, T0 + 9)])
+    post(
+        client,
+        signer,
+        [event_for(sent, "delivered", ADA, T0 + 5), event_for(sent, "spamreport", BO, T0 + 9)],
+    )
     response = client.get(
         f"/admin/digests/{sent.digest_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
     )

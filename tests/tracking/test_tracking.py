@@ -20,7 +20,7 @@ from schema.models import (
     Suppression,
     WebhookBatch,
 )
-from tests.support.sent_digests import T0, SentDigest, sent_digest
+from tests.support.sent_digests import T0, SentDigest, event_for, sent_digest
 from tests.support.signed_webhooks import Signer, eager_celery, post_events, sg_event
 
 ADA, BO, CY = "ada@example.test", "bo@example.test", "cy@example.test"
@@ -35,18 +35,6 @@ def client(signer: Signer) -> TestClient:
 def sent(signer: Signer) -> SentDigest:
     with session_scope() as session:
         return sent_digest(session, [ADA, BO, CY])
-
-
-def event_for(sent: SentDigest, event: str, email: str, at: int = T0 + 60, **extra):
-    return sg_event(
-        event,
-        email,
-        timestamp=at,
-        delivery_id=sent.deliveries[email],
-        digest_id=sent.digest_id,
-        message_id=sent.message_id,
-        **extra,
-    )
 
 
 def post(client: TestClient, signer: Signer, events: list[dict]) -> None:

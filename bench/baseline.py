@@ -22,15 +22,13 @@ from urllib.request import urlopen
 from bench.procs import (
     CELERY,
     MemorySampler,
-    PrivateRedis,
     Proc,
     clear_logs,
-    free_port,
     port_open,
     sendgrid_stand_in,
     wait_for,
 )
-from bench.seed import copy_subscribers, create_database, import_sample_comparisons
+from bench.world import EnvFor, seed_world
 
 API_KEY = "SG.bench-key"
 
@@ -71,7 +69,7 @@ def run_baseline(
     concurrency: int,
     database: str,
     admin_url: str,
-    env_for: Any,
+    env_for: EnvFor,
     log_dir: Path,
     timeout: float = 900.0,
 ) -> BaselineResult:
@@ -80,17 +78,8 @@ def run_baseline(
     result = BaselineResult(recipients, workers, concurrency)
     result.load_before = os.getloadavg()
     clear_logs(log_dir)
-    database_url = create_database(database, admin_url)
-    copy_subscribers(database_url, recipients, segments=segments)
-    port = free_port()
-    sendgrid_url = f"http://127.0.0.1:{port}"
-    redis = PrivateRedis(log_dir)
-    env = env_for(database_url, redis.url, sendgrid_url)
-    os.environ.update(env)
-    from digest.db import reset_caches
-
-    reset_caches()
-    import_sample_comparisons()
+    world = seed_world(database, admin_url, recipients, segments, log_dir, env_for)
+    port, sendgrid_url, redis, env = world.port, world.sendgrid_url, world.redis, world.env
     server = sendgrid_stand_in(port, API_KEY, log_dir)
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.5)

@@ -37,18 +37,17 @@ from bench.procs import (
     PYTHON,
     ROOT,
     MemorySampler,
-    PrivateRedis,
     Proc,
     PySpy,
     celery_worker,
     clear_logs,
-    free_port,
     port_open,
     read_status_kb,
     sendgrid_stand_in,
     wait_for,
 )
-from bench.seed import copy_subscribers, create_database, import_sample_comparisons, libpq_url
+from bench.seed import libpq_url
+from bench.world import seed_world
 
 ADMIN_URL = os.environ.get(
     "DIGEST_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -225,17 +224,9 @@ def run(
     record.unlink(missing_ok=True)
 
     started = time.perf_counter()
-    database_url = create_database(database, ADMIN_URL)
-    copy_subscribers(database_url, recipients, segments=segments)
-    port = free_port()
-    sendgrid_url = f"http://127.0.0.1:{port}"
-    redis = PrivateRedis(log_dir)
-    env = _env(database_url, redis.url, sendgrid_url)
-    os.environ.update(env)
-    from digest.db import reset_caches
-
-    reset_caches()
-    import_sample_comparisons()
+    world = seed_world(database, ADMIN_URL, recipients, segments, log_dir, _env)
+    database_url, port, redis, env = world.database_url, world.port, world.redis, world.env
+    sendgrid_url = world.sendgrid_url
     result.seed_s = time.perf_counter() - started
     print(f"seeded {recipients:,} subscribers in {result.seed_s:.1f}s", file=sys.stderr)
 

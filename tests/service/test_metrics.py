@@ -203,13 +203,16 @@ def test_metrics_count_what_web_and_worker_processes_did(
     sendgrid_env.fail_next(429)  # the digest's first request: not taken, retried
     digest_id = send_a_digest(base)
     delivered = post_webhook(base, signer, digest_id)
+    # The batch's lag is observed just after its events are counted (workers/metrics.py): a
+    # scrape between the two would see the events and not the lag, so wait for both.
     found = eventually(
         lambda: (
             (s := scrape(base))
             and value(s, "digest_webhook_events_total", type="delivered") == delivered
+            and value(s, "digest_webhook_lag_seconds_count") >= 1
             and s
         ),
-        "the webhook events to be counted",
+        "the webhook events and their lag to be counted",
     )
     assert value(found, "digest_signups_total") == 6
     assert value(found, "digest_confirmations_total") == 1

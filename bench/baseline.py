@@ -24,7 +24,6 @@ from bench.procs import (
     MemorySampler,
     Proc,
     clear_logs,
-    port_open,
     sendgrid_stand_in,
     wait_for,
 )
@@ -84,11 +83,7 @@ def run_baseline(
     procs: list[Proc] = []
     sampler = MemorySampler(interval=0.5)
     try:
-        redis.start()
-        procs.append(redis.proc)  # type: ignore[arg-type]
-        server.start()
-        procs.append(server)
-        wait_for(lambda: port_open(port), 20, what="the fake SendGrid server")
+        procs += world.start(server)
         for number in range(1, workers + 1):
             argv = [CELERY, "-A", "bench.tutorial", "worker", "-Q", "tutorial"]
             argv += [f"--hostname=tutorial-{number}@%h", f"--concurrency={concurrency}"]

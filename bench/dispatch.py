@@ -41,7 +41,6 @@ from bench.procs import (
     PySpy,
     celery_worker,
     clear_logs,
-    port_open,
     read_status_kb,
     sendgrid_stand_in,
     wait_for,
@@ -239,11 +238,7 @@ def run(
     sampler = MemorySampler(interval=1.0)
     spy: PySpy | None = None
     try:
-        redis.start()
-        procs.append(redis.proc)  # type: ignore[arg-type]
-        server.start()
-        procs.append(server)
-        wait_for(lambda: port_open(port), 20, what="the fake SendGrid server")
+        procs += world.start(server)
         for number in range(1, workers + 1):
             worker = celery_worker(
                 f"bench-worker-{number}", env, concurrency=concurrency, log_dir=log_dir

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import PrivateRedis, free_port
+from bench.procs import PrivateRedis, Proc, free_port, port_open, wait_for
 from bench.seed import copy_subscribers, create_database, import_sample_comparisons
 
 EnvFor = Callable[[str, str, str], dict[str, str]]  # (database, broker, SendGrid URL) -> env
@@ -26,6 +26,13 @@ class BenchWorld:
     @property
     def sendgrid_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def start(self, stand_in: Proc) -> list[Proc]:
+        """Start the private Redis and the SendGrid stand-in (on `port`), and wait for it."""
+        self.redis.start()
+        stand_in.start()
+        wait_for(lambda: port_open(self.port), 20, what="the fake SendGrid server")
+        return [self.redis.proc, stand_in]  # type: ignore[list-item]
 
 
 def seed_world(

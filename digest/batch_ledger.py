@@ -15,6 +15,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import unclaimed
 from digest.db import session_scope
 from schema.models import Delivery, DeliveryBatch, Digest, utcnow
 from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
@@ -179,6 +180,12 @@ def cancel_batches(
             .values(status=DeliveryStatus.CANCELLED)
             .execution_options(synchronize_session=False)
         ).rowcount
+        # Batches never claimed have no rows: their planned recipients go with them.
+        deliveries += session.scalar(
+            select(func.coalesce(func.sum(DeliveryBatch.size), 0)).where(
+                DeliveryBatch.id.in_(cancelled), unclaimed()
+            )
+        )
     return cancelled, deliveries
 
 

@@ -1,7 +1,9 @@
 """A claimed batch's request: the segment's shared content, one recipient per pending delivery.
 
-Recipients come from one query (deliveries joined to subscribers), never one per address, and
-the list is checked again under the claim: a subscriber who left since planning is skipped.
+Recipients come from one statement, never one per address: on a batch's first claim the one
+that writes its delivery rows from the planned ids (digest/batch_recipients.py), on a retry
+the batch's pending deliveries joined to subscribers. Either way the list is checked again
+under the claim: a subscriber who left since planning is skipped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from digest import tokens
+from digest.batch_recipients import write_deliveries
 from digest.email_backends import Message, Recipient
 from digest.substitution import Placeholders
 from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber
@@ -63,7 +66,10 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
     digest_id = digest.id
     links = tokens.recipient_links(digest_id)
     recipients, left = [], []
-    for delivery_id, subscriber_id, email, name, status, paused in _pending(session, batch.id):
+    rows = write_deliveries(session, batch.id)
+    if rows is None:
+        rows = _pending(session, batch.id)
+    for delivery_id, subscriber_id, email, name, status, paused in rows:
         if status not in mailable or (paused and not test):
             left.append(delivery_id)
         else:

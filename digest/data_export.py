@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import planned_status, unclaimed_batches_of
 from digest.ledger_counts import delivery_status
 from digest.votes import verdicts_of
 from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent, Subscriber
@@ -64,6 +65,18 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
                 "digest_finished_at": _iso(finished_at),
             }
             for delivery, kind, subject, finished_at, status in deliveries
+        ]
+        + [
+            {
+                "id": None,  # planned: the batch is not yet claimed, so no delivery row yet
+                "digest_id": batch.digest_id,
+                "digest_kind": batch.digest.kind,
+                "subject": batch.digest.subject,
+                "sent_to": subscriber.email,
+                "status": planned_status(batch.status),
+                "digest_finished_at": _iso(batch.digest.finished_at),
+            }
+            for batch in unclaimed_batches_of(session, subscriber_id)
         ],
         "events": [
             {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import unclaimed_between
 from schema.models import Delivery, Digest, DigestSegment
 from schema.statuses import DigestKind
 
@@ -47,8 +48,9 @@ def edition_renders(session: Session, waves: list[Digest]) -> dict[str, DigestSe
 
 
 def mailed_in(session: Session, digest_ids: list[int], first: int, last: int) -> set[int]:
-    """Subscribers in [first, last] who already have a delivery of one of these digests."""
-    return set(
+    """Subscribers in [first, last] who have a delivery of one of these digests, or are
+    planned in one of their batches not yet claimed."""
+    written = set(
         session.scalars(
             select(Delivery.subscriber_id).where(
                 Delivery.digest_id.in_(digest_ids),
@@ -56,3 +58,4 @@ def mailed_in(session: Session, digest_ids: list[int], first: int, last: int) ->
             )
         )
     )
+    return written | unclaimed_between(session, digest_ids, first, last)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, select
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import unclaimed_counts
 from schema.models import Delivery, DeliveryBatch
 from schema.statuses import BatchStatus, DeliveryStatus
 
@@ -53,13 +54,7 @@ def _from(model: Ledger, query: Any) -> Any:
 
 def count_by_status(session: Session, model: Ledger, digest_id: int) -> Counter[str]:
     """{status: rows} of one digest's batches or deliveries (absent statuses count 0)."""
-    status = _status_column(model).label("status")
-    rows = session.execute(
-        _from(model, select(status, func.count()).select_from(model))
-        .where(model.digest_id == digest_id)
-        .group_by(status)
-    ).all()
-    return Counter({str(status): count for status, count in rows})
+    return counts_by_digest(session, model, [digest_id])[digest_id]
 
 
 def counts_by_digest(
@@ -75,5 +70,8 @@ def counts_by_digest(
             .group_by(model.digest_id, status)
         ).all()
         for digest_id, status_, count in rows:
-            found[digest_id][str(status_)] = count
+            found[digest_id][str(status_)] += count
+        if model is Delivery:  # recipients of batches not yet claimed
+            for digest_id, status_, count in unclaimed_counts(session, digest_ids):
+                found[digest_id][str(status_)] += int(count)
     return found

@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import planned_status, unclaimed_batches_of
 from digest.ledger_counts import delivery_status
 from schema.models import Delivery, DeliveryBatch, Digest, EmailEvent, Subscriber
 
@@ -24,7 +25,7 @@ class EventLine:
 
 @dataclass(frozen=True)
 class RecipientTrace:
-    delivery_id: int
+    delivery_id: int | None  # None: planned in a batch not yet claimed (no delivery row yet)
     email: str
     status: str
     error: str | None
@@ -41,8 +42,10 @@ def find_recipient(session: Session, digest_id: int, address: str) -> list[Recip
     Found through the subscriber (the unique index on the lower-cased address) and the ledger's
     unique (digest, subscriber) key: two index probes, under a millisecond on a 1M-recipient
     digest, where matching the deliveries' own address column read the whole digest (a second
-    and more). A delivery's address is its subscriber's at planning, and only erasure changes
-    either, to the same placeholder; the address is still compared, so no other row can match.
+    and more). A delivery's address is its subscriber's when its batch was claimed, and only
+    erasure changes either, to the same placeholder; the address is still compared, so no other
+    row can match. A recipient whose batch is not yet claimed is found in the batch's planned
+    ids instead (the digest's batches, by their digest index) and reads as pending.
     """
     needle = address.strip().lower()
     if not needle or not needle.isprintable():  # no stored address has control characters
@@ -81,6 +84,29 @@ def find_recipient(session: Session, digest_id: int, address: str) -> list[Recip
                 ],
             )
         )
+    return traces + _planned_traces(session, digest_id, needle)
+
+
+def _planned_traces(session: Session, digest_id: int, needle: str) -> list[RecipientTrace]:
+    """The subscribers with this address planned in the digest's batches not yet claimed."""
+    traces = []
+    for subscriber_id, email in session.execute(
+        select(Subscriber.id, Subscriber.email).where(func.lower(Subscriber.email) == needle)
+    ):
+        for batch in unclaimed_batches_of(session, subscriber_id, digest_id):
+            traces.append(
+                RecipientTrace(
+                    delivery_id=None,
+                    email=email,
+                    status=planned_status(batch.status),
+                    error=None,
+                    batch_id=batch.id,
+                    batch_status=batch.status,
+                    sent_at=None,
+                    message_id=None,
+                    events=[],
+                )
+            )
     return traces
 
 
@@ -93,7 +119,7 @@ class SubscriberDelivery:
     subject: str | None
     edition: str | None
     planned_at: datetime
-    delivery_id: int
+    delivery_id: int | None  # None: planned in a batch not yet claimed
     status: str
     error: str | None
     batch_status: str | None
@@ -131,7 +157,25 @@ def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[Subsc
     ).all()
     events = _events_by_delivery(session, [row[5] for row in rows])
     # The columns above are SubscriberDelivery's fields, in order; then its events.
-    return [SubscriberDelivery(*row, events=events.get(row[5], [])) for row in rows]
+    written = [SubscriberDelivery(*row, events=events.get(row[5], [])) for row in rows]
+    planned = [
+        SubscriberDelivery(
+            digest_id=batch.digest.id,
+            kind=batch.digest.kind,
+            subject=batch.digest.subject,
+            edition=batch.digest.edition,
+            planned_at=batch.digest.created_at,
+            delivery_id=None,
+            status=planned_status(batch.status),
+            error=None,
+            batch_status=batch.status,
+            sent_at=None,
+            message_id=None,
+            events=[],
+        )
+        for batch in unclaimed_batches_of(session, subscriber_id)
+    ]
+    return sorted(written + planned, key=lambda d: d.digest_id, reverse=True)
 
 
 def _events_by_delivery(session: Session, delivery_ids: list[int]) -> dict[int, list[EventLine]]:

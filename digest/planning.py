@@ -15,9 +15,10 @@ Everything a send needs is written before the first request (the database is the
    covers every item). Each segment is rendered once, on its first subscriber; a segment whose
    categories match no item gets nothing, and the digest records how many subscribers that left
    out.
-4. **Batches** (digest/ledger_writer.py) of at most `DIGEST_BATCH_SIZE` (1000) deliveries, one
-   open batch per segment, flushed when full; no address twice in a batch. Deliveries are bulk
-   inserts of plain rows.
+4. **Batches** (digest/ledger_writer.py) of at most `DIGEST_BATCH_SIZE` (1000) recipients, one
+   open batch per segment, flushed when full; no address twice in a batch. A batch row holds its
+   recipients' subscriber ids; its first claim writes their delivery rows
+   (digest/batch_recipients.py).
 
 The digest then becomes `sending` and the caller, after committing, hands the batch ids to the
 workers (`digest.send_batch`, one task per batch, no chord: completion lives in the database).
@@ -292,7 +293,7 @@ def _report(digest: Digest, planner: _Planner) -> PlanReport:
 
 
 def plan_digest(session: Session, digest: Digest, *, now: datetime | None = None) -> PlanReport:
-    """Freeze items, render segments and write batches and deliveries for a `planned` digest.
+    """Freeze items, render segments and write the batches of a `planned` digest.
 
     Ends with the digest `sending` (or `cancelled` with the reason when there is nothing to
     send, or for a dry run). The caller commits, then enqueues `report.batch_ids`.

@@ -45,7 +45,7 @@ class OpenSegment:
     plan: SegmentPlan
     id: int | None
     emails: set[str] = field(default_factory=set)
-    buffer: list[tuple[int, str]] = field(default_factory=list)  # (subscriber id, email)
+    buffer: list[int] = field(default_factory=list)  # subscriber ids of the open batch
 
 
 @dataclass

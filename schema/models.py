@@ -30,7 +30,8 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 from schema.statuses import (
     BatchStatus,
@@ -55,6 +56,9 @@ NAMING = {
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets BIGINT ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+
+# A list of ids in one column: BIGINT[] on PostgreSQL, a JSON array on SQLite (NULL is SQL NULL).
+IdList = ARRAY(BigInteger()).with_variant(JSON(none_as_null=True), "sqlite")
 
 
 def utcnow() -> datetime:
@@ -401,6 +405,11 @@ class DeliveryBatch(Base):
     error: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
+    # The batch's recipients as planned, in subscriber id order: their delivery rows are written
+    # by the batch's first claim (digest/batch_recipients.py), and from then on the rows are the
+    # ledger. Planning writes one array per thousand recipients instead of a thousand rows
+    # (migration 0014). Deferred: only the ledger's own queries read it.
+    subscriber_ids: Mapped[list[int] | None] = deferred(mapped_column(IdList, nullable=True))
 
     digest: Mapped[Digest] = relationship()
     segment: Mapped[DigestSegment] = relationship()
@@ -414,15 +423,18 @@ class DeliveryBatch(Base):
 
 
 class Delivery(Base):
-    """One recipient of one digest: the row that makes "exactly once" checkable."""
+    """One recipient of one digest: the row that makes "exactly once" checkable.
+
+    Written when the recipient's batch is first claimed, just before its request; until then
+    the recipient is an id in `DeliveryBatch.subscriber_ids`."""
 
     __tablename__ = "deliveries"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     # No foreign keys (migrations 0003, 0004): checking a million rows against digests,
-    # batches and subscribers was most of planning time. Only planning and a 413 split write
-    # these ids, in the transaction that creates the batch; digests and batches are never
-    # deleted, subscribers neither (erasure keeps the row).
+    # batches and subscribers was most of planning time. Only a batch's first claim (from the
+    # ids planning stored on it, joined to subscribers) and a 413 split write these ids;
+    # digests and batches are never deleted, subscribers neither (erasure keeps the row).
     digest_id: Mapped[int] = mapped_column(Id)
     batch_id: Mapped[int | None] = mapped_column(Id)
     subscriber_id: Mapped[int] = mapped_column(Id)

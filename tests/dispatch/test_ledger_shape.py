@@ -1,5 +1,7 @@
-"""The ledger after a 202: the batch row records it; its deliveries read as sent without being
-rewritten; what happened to one recipient (failed, skipped) stays on that recipient's row."""
+"""The ledger's shape. Planning stores a batch's recipients as its subscriber ids; the batch's
+first claim writes their delivery rows. After a 202 the batch row records it; its deliveries
+read as sent without being rewritten; what happened to one recipient (failed, skipped) stays on
+that recipient's row. Recipients of a batch not yet claimed are still counted and found."""
 
 from __future__ import annotations
 
@@ -7,11 +9,11 @@ from collections import Counter
 
 from sqlalchemy import select, update
 
-from digest import sending
+from digest import operations, sending
 from digest.data_export import export_data
 from digest.db import session_scope
 from digest.ledger_counts import count_by_status, counts_by_digest
-from digest.ledger_lookup import find_recipient
+from digest.ledger_lookup import deliveries_to_subscriber, find_recipient
 from schema.models import Delivery, DeliveryBatch, Subscriber
 from tests.support.planned_rows import PlannedDigest, plan_rows
 from tests.support.sendgrid_server import FakeSendGrid
@@ -27,6 +29,102 @@ def raw_statuses(digest_id: int) -> Counter[str]:
         return Counter(
             session.scalars(select(Delivery.status).where(Delivery.digest_id == digest_id))
         )
+
+
+def subscriber_id_of(email: str) -> int:
+    with session_scope() as session:
+        found = session.scalar(select(Subscriber.id).where(Subscriber.email == email))
+    assert found is not None
+    return found
+
+
+def planned_ids(batch_id: int) -> list[int] | None:
+    with session_scope() as session:
+        return session.scalar(
+            select(DeliveryBatch.subscriber_ids).where(DeliveryBatch.id == batch_id)
+        )
+
+
+def test_a_planned_batch_holds_its_recipients_as_ids_and_has_no_rows(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(3)
+    assert planned_ids(planned.batch_ids[0]) == [subscriber_id_of(e) for e in planned.emails]
+    assert raw_statuses(planned.digest_id) == {}
+
+
+def test_the_first_claim_writes_the_batchs_rows_in_planned_order(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(3)
+    assert sending.send_batch(planned.batch_ids[0]).status == "sent"
+    with session_scope() as session:
+        rows = session.execute(
+            select(Delivery.batch_id, Delivery.subscriber_id, Delivery.email)
+            .where(Delivery.digest_id == planned.digest_id)
+            .order_by(Delivery.id)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (planned.batch_ids[0], subscriber_id_of(email), email) for email in planned.emails
+    ]
+
+
+def test_a_retried_batch_sends_the_rows_its_first_claim_wrote(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(3)
+    sendgrid_env.fail_next(429)
+    assert sending.send_batch(planned.batch_ids[0]).status == "retry"
+    assert raw_statuses(planned.digest_id) == {"pending": 3}
+    assert sending.send_batch(planned.batch_ids[0]).status == "sent"
+    assert raw_statuses(planned.digest_id) == {"pending": 3}  # written once, read as sent
+    assert sendgrid_env.addresses() == Counter(planned.emails)
+
+
+def test_cancelling_unclaimed_batches_counts_their_recipients_cancelled(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(5)
+    with session_scope() as session:
+        cancelled = operations.cancel_digest(session, planned.digest_id)
+    assert cancelled.deliveries_cancelled == 5
+    with session_scope() as session:
+        assert count_by_status(session, Delivery, planned.digest_id) == {"cancelled": 5}
+
+
+def test_the_ledger_search_finds_a_recipient_of_an_unclaimed_batch_as_pending(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(2)
+    with session_scope() as session:
+        (trace,) = find_recipient(session, planned.digest_id, planned.emails[1].upper())
+    assert (trace.delivery_id, trace.status, trace.batch_id) == (
+        None,
+        "pending",
+        planned.batch_ids[0],
+    )
+    assert trace.email == planned.emails[1]
+
+
+def test_the_subscriber_page_lists_a_digest_planned_for_them(sendgrid_env: FakeSendGrid) -> None:
+    planned = plan(2)
+    with session_scope() as session:
+        (planned_for,) = deliveries_to_subscriber(session, subscriber_id_of(planned.emails[0]))
+    assert (planned_for.digest_id, planned_for.status, planned_for.batch_status) == (
+        planned.digest_id,
+        "pending",
+        "pending",
+    )
+
+
+def test_the_data_export_lists_a_digest_planned_for_them(sendgrid_env: FakeSendGrid) -> None:
+    planned = plan(2)
+    with session_scope() as session:
+        exported = export_data(session, subscriber_id_of(planned.emails[1]))
+    assert exported is not None
+    assert [(d["digest_id"], d["status"], d["sent_to"]) for d in exported["deliveries"]] == [
+        (planned.digest_id, "pending", planned.emails[1])
+    ]
 
 
 def test_a_202_is_written_on_the_batch_row_alone(sendgrid_env: FakeSendGrid) -> None:

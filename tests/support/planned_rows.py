@@ -1,8 +1,9 @@
 """Write a planned digest straight into the ledger, as digest/planning.py leaves it.
 
 Sending tests start from the planning contract, not from planning itself: a `sending` digest, one
-rendered segment, subscribers, batches of at most 1000 (`pending`, no address twice) and one
-`pending` delivery per recipient with its batch id. Bulk inserts keep 5,000 recipients quick.
+rendered segment, subscribers, and batches of at most 1000 (`pending`, no address twice), each
+holding its recipients' subscriber ids; their delivery rows are written by the batch's first
+claim. Bulk inserts keep 5,000 recipients quick.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from digest.substitution import Placeholders
-from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
+from schema.models import DeliveryBatch, Digest, DigestSegment, Subscriber, utcnow
 
 # The render's placeholder keys, as planning draws them (a fixed nonce keeps tests readable).
 KEYS = Placeholders.from_nonce("0123456789ab")
@@ -103,21 +104,9 @@ def plan_rows(
                 status="pending",
                 size=len(chunk),
                 attempts=0,
+                subscriber_ids=chunk,
             )
             .returning(DeliveryBatch.id)
-        )
-        session.execute(
-            insert(Delivery),
-            [
-                {
-                    "digest_id": digest.id,
-                    "batch_id": batch_id,
-                    "subscriber_id": sid,
-                    "email": emails[start + k],
-                    "status": "pending",
-                }
-                for k, sid in enumerate(chunk)
-            ],
         )
         batch_ids.append(batch_id)
     session.commit()

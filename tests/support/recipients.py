@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -86,15 +87,48 @@ def publish(
 
 
 def deliveries(session: Session, digest_id: int) -> list[tuple[int, int, str]]:
-    """(batch id, subscriber id, email) of every delivery of a digest."""
-    return [
-        tuple(row)  # type: ignore[misc]
+    """(batch id, subscriber id, email) of every recipient of a digest: its delivery rows, then
+    the ids planned on batches not yet claimed (with their subscriber's address), in order."""
+    written = [
+        tuple(row)
         for row in session.execute(
             select(Delivery.batch_id, Delivery.subscriber_id, Delivery.email)
             .where(Delivery.digest_id == digest_id)
             .order_by(Delivery.id)
         )
     ]
+    return written + planned_recipients(session, digest_id)  # type: ignore[return-value]
+
+
+def every_recipient(session: Session) -> list[str]:
+    """The address of every recipient of every digest (see `deliveries`)."""
+    digest_ids = session.scalars(select(DeliveryBatch.digest_id).distinct()).all()
+    return [email for digest_id in digest_ids for _, _, email in deliveries(session, digest_id)]
+
+
+def planned_recipients(session: Session, digest_id: int) -> list[tuple[int, int, str]]:
+    """(batch id, subscriber id, email) planned on the digest's batches not yet claimed."""
+    planned = [
+        (batch_id, subscriber_id)
+        for batch_id, ids in session.execute(
+            select(DeliveryBatch.id, DeliveryBatch.subscriber_ids)
+            .where(
+                DeliveryBatch.digest_id == digest_id,
+                DeliveryBatch.subscriber_ids.is_not(None),
+                DeliveryBatch.attempts == 0,  # the first claim writes the rows
+            )
+            .order_by(DeliveryBatch.seq)
+        )
+        for subscriber_id in (json.loads(ids) if isinstance(ids, str) else ids)
+    ]
+    emails = dict(
+        session.execute(
+            select(Subscriber.id, Subscriber.email).where(
+                Subscriber.id.in_(sorted({subscriber_id for _, subscriber_id in planned}))
+            )
+        ).all()
+    )
+    return [(batch_id, sid, emails[sid]) for batch_id, sid in planned]
 
 
 def batch_sizes(session: Session, digest_id: int) -> list[int]:

@@ -1,0 +1,195 @@
+"""A batch's recipients: an array of subscriber ids from planning, delivery rows from its claim.
+
+Planning stores each batch's recipients as one array on the batch (`subscriber_ids`), not a
+row each: at a million recipients the rows and their index entries were most of PostgreSQL's
+planning work (README, Benchmarks). The batch's first claim turns the array into its delivery
+rows, in the claim's transaction and before any request (`write_deliveries`); from then on the
+rows are the ledger, exactly as before, and the array is only the record of the plan (a 413
+split moves rows, not ids). "Not yet claimed" is `attempts = 0`: only a claim counts attempts.
+The array is not cleared at the claim: a second UPDATE of the batch row in the claim's
+transaction re-checks the row's foreign key to its digest (PostgreSQL does for a row the same
+transaction wrote), and that waited on an operator's cancel holding the digest: a deadlock.
+"Exactly once" is still checked by the rows (their unique digest-and-subscriber key) of every
+batch that could have been sent.
+
+Until its claim, a recipient is only an id in an array. The readers that must see such
+recipients ask here: counts (a batch not yet claimed is `size` deliveries, pending or cancelled
+with the batch), an earlier wave's reach (`unclaimed_between`) and the ledger by subscriber
+(`unclaimed_batches_of`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, String, and_, case, func, insert, select, text, type_coerce
+from sqlalchemy.orm import Session
+
+from schema.models import Delivery, DeliveryBatch, Subscriber
+from schema.statuses import BatchStatus, DeliveryStatus
+
+# One statement on PostgreSQL: the array unnested in order and joined to `subscribers` (the
+# address is the subscriber's at claim time), the rows inserted, and the new rows read back
+# with what the batch's message needs — the row layout of `batch_message._pending` — from the
+# subscriber rows already read. Only on the first claim (`attempts = 1` once claimed), under
+# the claim's row lock on the batch.
+WRITE_DELIVERIES = text(
+    """
+    WITH planned AS MATERIALIZED (
+        SELECT b.digest_id, s.id AS subscriber_id, s.email, s.name, s.status, s.paused, u.n
+        FROM delivery_batches b
+        CROSS JOIN LATERAL unnest(b.subscriber_ids) WITH ORDINALITY AS u(subscriber_id, n)
+        JOIN subscribers s ON s.id = u.subscriber_id
+        WHERE b.id = :batch_id AND b.attempts = 1
+    ), written AS (
+        INSERT INTO deliveries (digest_id, batch_id, subscriber_id, email, status)
+        SELECT digest_id, :batch_id, subscriber_id, email, 'pending' FROM planned ORDER BY n
+        RETURNING id, subscriber_id
+    )
+    SELECT written.id, planned.subscriber_id, planned.email, planned.name, planned.status,
+           planned.paused
+    FROM written JOIN planned ON planned.subscriber_id = written.subscriber_id
+    ORDER BY written.id
+    """
+)
+
+
+# The planned ids of unclaimed batches in [first, last]. A batch's array is in id order, so
+# only arrays whose first and last ids overlap the range are unnested.
+UNCLAIMED_BETWEEN = text(
+    """
+    SELECT u.id
+    FROM delivery_batches b, unnest(b.subscriber_ids) AS u(id)
+    WHERE b.digest_id = ANY(:digest_ids) AND b.attempts = 0 AND b.subscriber_ids IS NOT NULL
+      AND b.subscriber_ids[1] <= :last
+      AND b.subscriber_ids[cardinality(b.subscriber_ids)] >= :first
+      AND u.id BETWEEN :first AND :last
+    """
+)
+
+
+def encode_ids(subscriber_ids: Sequence[int]) -> str:
+    """A list of ids as PostgreSQL's array literal, passed as text and cast by the statement:
+    psycopg dumps a list parameter element by element in Python, which cost more than the
+    whole planning write (measured at a million recipients)."""
+    return "{" + ",".join(map(str, subscriber_ids)) + "}"
+
+
+def write_deliveries(session: Session, batch_id: int) -> list[tuple[Any, ...]] | None:
+    """Under a batch's first claim: its delivery rows from its planned array.
+
+    On PostgreSQL one statement writes the rows and returns them as the driver's tuples (delivery
+    id, subscriber id, email, name, status, paused). Returns None when the caller must read the
+    batch's pending rows itself: not its first claim (a retry), no array (a 413 split's half),
+    or the database is SQLite, where the rows are written here through SQLAlchemy.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        result = connection.execute(WRITE_DELIVERIES, {"batch_id": batch_id})
+        rows = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
+        return rows or None
+    batch = session.execute(
+        select(DeliveryBatch.digest_id, DeliveryBatch.subscriber_ids, DeliveryBatch.attempts).where(
+            DeliveryBatch.id == batch_id
+        )
+    ).one()
+    if batch.subscriber_ids is None or batch.attempts != 1:
+        return None
+    ids = _ids(batch.subscriber_ids)
+    emails = dict(
+        session.execute(select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(ids))).all()
+    )
+    rows = [
+        {
+            "digest_id": batch.digest_id,
+            "batch_id": batch_id,
+            "subscriber_id": subscriber_id,
+            "email": emails[subscriber_id],
+            "status": DeliveryStatus.PENDING,
+        }
+        for subscriber_id in ids
+        if subscriber_id in emails
+    ]
+    if rows:
+        session.execute(insert(Delivery), rows)
+    return None
+
+
+# --- readers of batches not yet claimed ---------------------------------------------------------
+
+
+def unclaimed() -> Any:
+    """The condition "this batch's recipients are still only its array": never claimed."""
+    return and_(DeliveryBatch.attempts == 0, DeliveryBatch.subscriber_ids.is_not(None))
+
+
+def unclaimed_status() -> Any:
+    """What an unclaimed batch's recipients count as: cancelled with their batch, else
+    pending (a batch is only ever pending or cancelled before its first claim)."""
+    return case(
+        (DeliveryBatch.status == BatchStatus.CANCELLED, DeliveryStatus.CANCELLED.value),
+        else_=DeliveryStatus.PENDING.value,
+    )
+
+
+def planned_status(batch_status: str) -> str:
+    """`unclaimed_status` for one batch already read."""
+    cancelled = batch_status == BatchStatus.CANCELLED
+    return (DeliveryStatus.CANCELLED if cancelled else DeliveryStatus.PENDING).value
+
+
+def unclaimed_counts(session: Session, digest_ids: Sequence[int]) -> list[Row[Any]]:
+    """(digest id, delivery status, recipients) of the digests' unclaimed batches."""
+    status = type_coerce(unclaimed_status(), String).label("status")
+    return list(
+        session.execute(
+            select(DeliveryBatch.digest_id, status, func.sum(DeliveryBatch.size))
+            .where(DeliveryBatch.digest_id.in_(list(digest_ids)), unclaimed())
+            .group_by(DeliveryBatch.digest_id, status)
+        ).all()
+    )
+
+
+def unclaimed_between(
+    session: Session, digest_ids: Sequence[int], first: int, last: int
+) -> set[int]:
+    """Subscribers in [first, last] planned in an unclaimed batch of one of these digests."""
+    if session.get_bind().dialect.name == "postgresql":
+        return set(
+            session.scalars(
+                UNCLAIMED_BETWEEN,
+                {"digest_ids": list(digest_ids), "first": first, "last": last},
+            )
+        )
+    batches = select(DeliveryBatch.subscriber_ids).where(
+        DeliveryBatch.digest_id.in_(list(digest_ids)), unclaimed()
+    )
+    found: set[int] = set()
+    for ids_ in session.scalars(batches):
+        found.update(i for i in _ids(ids_) if first <= i <= last)
+    return found
+
+
+def unclaimed_batches_of(
+    session: Session, subscriber_id: int, digest_id: int | None = None
+) -> list[DeliveryBatch]:
+    """The unclaimed batches (of one digest, or of any) that plan to mail this subscriber."""
+    query = select(DeliveryBatch).where(unclaimed()).order_by(DeliveryBatch.id)
+    if digest_id is not None:
+        query = query.where(DeliveryBatch.digest_id == digest_id)
+    if session.get_bind().dialect.name == "postgresql":
+        ids = DeliveryBatch.subscriber_ids
+        query = query.where(ids.any_() == subscriber_id)
+        return list(session.scalars(query))
+    rows = session.execute(query.add_columns(DeliveryBatch.subscriber_ids)).all()
+    return [batch for batch, ids_ in rows if subscriber_id in _ids(ids_)]
+
+
+def _ids(value: Any) -> list[int]:
+    """An id list as stored: a list, or a JSON array the driver left as text."""
+    if value is None:
+        return []
+    return json.loads(value) if isinstance(value, str) else list(value)

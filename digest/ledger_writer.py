@@ -1,10 +1,13 @@
 """Writing a plan's batches: the ledger every send works from.
 
 Batches hold at most `DIGEST_BATCH_SIZE` (1000) recipients, one open batch per segment, flushed
-when full; no address twice in a batch. A batch row carries its recipients' subscriber ids as
-one array; its first claim writes their delivery rows (digest/batch_recipients.py). On
-PostgreSQL the batch goes straight through the driver, with the array as text; elsewhere
-through SQLAlchemy Core.
+when full. No address is twice in a digest: recipients are distinct subscriber rows read once
+each, and no two subscribers share an address (`uq_subscribers_email_lower`); the deliveries'
+unique (digest, subscriber) key checks it again when the rows are written.
+
+A batch row carries its recipients' subscriber ids as one array; its first claim writes their
+delivery rows (digest/batch_recipients.py). On PostgreSQL the batch goes straight through the
+driver, with the array as text; elsewhere through SQLAlchemy Core.
 """
 
 from __future__ import annotations
@@ -37,14 +40,10 @@ class LedgerWriter:
         self.seq = 0  # batches planned (counted in a dry run too)
         self.batch_ids: list[int] = []
 
-    def add(self, segment: OpenSegment, subscriber_id: int, email: str) -> None:
-        folded = email.lower()
-        if folded in segment.emails:  # the unique index makes this impossible; guard anyway
-            log.warning("digest %s: %s twice in one batch, kept once", self.digest_id, email)
-            return
-        segment.emails.add(folded)
-        segment.buffer.append(subscriber_id)
-        if len(segment.buffer) >= self.batch_size:
+    def add(self, segment: OpenSegment, subscriber_id: int) -> None:
+        buffer = segment.buffer
+        buffer.append(subscriber_id)
+        if len(buffer) >= self.batch_size:
             self.flush(segment)
 
     def flush(self, segment: OpenSegment) -> None:
@@ -57,7 +56,6 @@ class LedgerWriter:
         segment.plan.recipients += size
         segment.plan.batches += 1
         segment.buffer.clear()
-        segment.emails.clear()
 
     def _insert_batch(self, segment_id: int | None, subscriber_ids: list[int]) -> int:
         """The batch row with its recipients' ids, returning its id. On PostgreSQL straight

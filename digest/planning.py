@@ -16,7 +16,7 @@ Everything a send needs is written before the first request (the database is the
    categories match no item gets nothing, and the digest records how many subscribers that left
    out.
 4. **Batches** (digest/ledger_writer.py) of at most `DIGEST_BATCH_SIZE` (1000) recipients, one
-   open batch per segment, flushed when full; no address twice in a batch. A batch row holds its
+   open batch per segment, flushed when full. A batch row holds its
    recipients' subscriber ids; its first claim writes their delivery rows
    (digest/batch_recipients.py).
 
@@ -140,7 +140,7 @@ class _Planner:
         if self.earlier_waves:
             mailed = mailed_in(self.session, self.earlier_waves, page.first_id, page.last_id)
         by_categories, add = self.by_categories, self.ledger.add
-        for subscriber_id, email, categories, suppressed in page.rows:
+        for subscriber_id, _, categories, suppressed in page.rows:
             if suppressed:
                 self.suppressed += 1
                 continue
@@ -153,7 +153,7 @@ class _Planner:
             if isinstance(segment, str):
                 self.left_out[segment] = self.left_out.get(segment, 0) + 1
                 continue
-            add(segment, subscriber_id, email)
+            add(segment, subscriber_id)
 
     def _segment_of(self, categories: str | None) -> OpenSegment | str:
         """The segment of a subscriber's categories as stored (JSON text)."""
@@ -170,7 +170,7 @@ class _Planner:
             return
         segment = self.segments.segment_for(())
         if isinstance(segment, OpenSegment):
-            self.ledger.add(segment, subscriber.id, subscriber.email)
+            self.ledger.add(segment, subscriber.id)
 
     def finish(self) -> None:
         """Flush every open batch, then record each segment's recipients."""

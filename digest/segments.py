@@ -44,7 +44,6 @@ class OpenSegment:
 
     plan: SegmentPlan
     id: int | None
-    emails: set[str] = field(default_factory=set)
     buffer: list[int] = field(default_factory=list)  # subscriber ids of the open batch
 
 

@@ -14,7 +14,6 @@ from digest.stats import digest_stats
 from digest.tracking import process_batch
 from digest.web.app import create_app
 from schema.models import (
-    Delivery,
     EmailEvent,
     Subscriber,
     Suppression,
@@ -325,6 +324,7 @@ def test_bounced_and_complained_addresses_are_left_out_of_the_next_digest_plan(
 ) -> None:
     from digest.planning import plan_digest, request_digest
     from tests.support.factories import NOW, published, store
+    from tests.support.recipients import deliveries
 
     post(
         client,
@@ -340,9 +340,7 @@ def test_bounced_and_complained_addresses_are_left_out_of_the_next_digest_plan(
             session, since=NOW - timedelta(days=7), until=NOW, now=NOW + timedelta(hours=1)
         )
         report = plan_digest(session, digest, now=NOW + timedelta(hours=1))
-        planned = set(
-            session.scalars(select(Delivery.email).where(Delivery.digest_id == report.digest_id))
-        )
+        planned = {email for _, _, email in deliveries(session, report.digest_id)}
     assert report.status == "sending"
     assert planned == {CY}
 

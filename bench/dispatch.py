@@ -61,6 +61,7 @@ class Result:
     segments: int
     workers: int
     concurrency: int
+    pool: str = "prefork"
     digest_id: int = 0
     seed_s: float = 0.0
     planning_s: float = 0.0
@@ -214,8 +215,9 @@ def run(
     database: str,
     timeout: float,
     profile: Path | None = None,
+    pool: str = "prefork",
 ) -> Result:
-    result = Result(recipients, segments, workers, concurrency)
+    result = Result(recipients, segments, workers, concurrency, pool)
     result.load_before = os.getloadavg()
     log_dir = OUT_DIR / f"{recipients}"
     clear_logs(log_dir)
@@ -241,7 +243,7 @@ def run(
         procs += world.start(server)
         for number in range(1, workers + 1):
             worker = celery_worker(
-                f"bench-worker-{number}", env, concurrency=concurrency, log_dir=log_dir
+                f"bench-worker-{number}", env, concurrency=concurrency, pool=pool, log_dir=log_dir
             ).start()
             procs.append(worker)
         for worker in procs[2:]:
@@ -397,7 +399,10 @@ def table(results: list[Result]) -> str:
             "preference sets seeded / segments planned",
             [f"{r.segments} / {r.planned_segments}" for r in results],
         ),
-        ("worker processes × concurrency", [f"{r.workers} × {r.concurrency}" for r in results]),
+        (
+            "worker processes × concurrency (pool)",
+            [f"{r.workers} × {r.concurrency} ({r.pool})" for r in results],
+        ),
         ("planning (freeze, render, ledger)", [f"{r.planning_s:.1f} s" for r in results]),
         ("enqueue (one task per batch)", [f"{r.enqueue_s:.1f} s" for r in results]),
         ("sending (until the digest is finished)", [f"{r.sending_s:.1f} s" for r in results]),
@@ -503,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     # the smallest (~136 MB PSS). Real SendGrid latency calls for more concurrency.
     parser.add_argument("--workers", type=int, default=3, help="Celery worker trees")
     parser.add_argument("--concurrency", type=int, default=1, help="pool size per worker")
+    parser.add_argument("--pool", default="prefork", help="Celery pool: prefork or solo")
     parser.add_argument("--database", default="digest_bench")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument(
@@ -522,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = args.recipients or [10_000, 100_000, 1_000_000]
     common = [f"--segments={args.segments}", f"--workers={args.workers}"]
     common += [f"--concurrency={args.concurrency}", f"--database={args.database}"]
-    common += [f"--timeout={args.timeout}"]
+    common += [f"--timeout={args.timeout}", f"--pool={args.pool}"]
     common += [f"--profile={args.profile}"] if args.profile else []
     load_at_start = os.getloadavg()
     if args.baseline_only:
@@ -548,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
             database=args.database,
             timeout=args.timeout,
             profile=args.profile,
+            pool=args.pool,
         )
         out = args.json_out or OUT_DIR / f"result-{sizes[0]}.json"
         out.write_text(json.dumps({**asdict(result), "machine": platform.node()}, indent=1))

@@ -132,7 +132,7 @@ def deliveries_to_subscriber(session: Session, subscriber_id: int) -> list[Subsc
     """Every delivery row of one subscriber, newest digest first, each with its events.
 
     `deliveries` is keyed (digest_id, subscriber_id) and has no index on the subscriber alone
-    (planning writes a million rows a week; each index costs it). Joining from `digests` (a
+    (a million rows a week, written at claims; each index costs it). Joining from `digests` (a
     few hundred rows) lets the planner probe that unique key once per digest instead of
     scanning the ledger. The events come in one more query, by `ix_email_events_delivery_id`.
     """

@@ -197,3 +197,14 @@ def test_the_data_export_shows_a_sent_delivery_as_sent(sendgrid_env: FakeSendGri
         exported = export_data(session, subscriber_id)
     assert exported is not None
     assert [d["status"] for d in exported["deliveries"]] == ["sent"]
+
+
+def test_on_sqlite_an_unclaimed_batchs_recipients_are_counted_and_found(sqlite: str) -> None:
+    planned = plan(3)
+    subscriber_id = subscriber_id_of(planned.emails[2])
+    with session_scope() as session:
+        assert count_by_status(session, Delivery, planned.digest_id) == {"pending": 3}
+        (trace,) = find_recipient(session, planned.digest_id, planned.emails[2])
+        (planned_for,) = deliveries_to_subscriber(session, subscriber_id)
+    assert (trace.delivery_id, trace.status) == (None, "pending")
+    assert (planned_for.digest_id, planned_for.status) == (planned.digest_id, "pending")

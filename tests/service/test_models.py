@@ -169,3 +169,28 @@ def test_stored_webhook_bodies_are_compressed_with_lz4(pg: str) -> None:
     finally:
         session.close()
     assert method == "l"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_migration_0014_downgrade_writes_the_rows_of_batches_never_claimed(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Before 0014 every planned recipient had a delivery row: going back must not lose them."""
+    from digest import migrations
+    from digest.db import get_engine
+    from tests.support.planned_rows import plan_rows
+
+    url = request.getfixturevalue(backend)
+    session = new_session()
+    try:
+        planned = plan_rows(session, 3)
+    finally:
+        session.close()
+    migrations.downgrade(url, "0013_webhook_storage")
+    with get_engine(url).connect() as connection:
+        rows = connection.execute(
+            text("SELECT email, status FROM deliveries WHERE digest_id = :d ORDER BY email"),
+            {"d": planned.digest_id},
+        ).all()
+    migrations.upgrade(url, "head")
+    assert [tuple(row) for row in rows] == [(email, "pending") for email in planned.emails]

@@ -39,14 +39,8 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         return None
-    deliveries = session.execute(
-        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at, delivery_status())
-        .join(Digest, Digest.id == Delivery.digest_id)
-        .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
-        .where(Delivery.subscriber_id == subscriber_id)
-        .order_by(Delivery.id)
-    ).all()
-    delivery_ids = [delivery.id for delivery, *_ in deliveries]
+    deliveries = _deliveries(session, subscriber)
+    delivery_ids = [d["id"] for d in deliveries if d["id"] is not None]
     events = session.scalars(
         select(EmailEvent)
         .where(_own_events(subscriber, delivery_ids))
@@ -54,30 +48,7 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
     ).all()
     return {
         "subscriber": _subscriber_fields(subscriber),
-        "deliveries": [
-            {
-                "id": delivery.id,
-                "digest_id": delivery.digest_id,
-                "digest_kind": kind,
-                "subject": subject,
-                "sent_to": delivery.email,
-                "status": status,
-                "digest_finished_at": _iso(finished_at),
-            }
-            for delivery, kind, subject, finished_at, status in deliveries
-        ]
-        + [
-            {
-                "id": None,  # planned: the batch is not yet claimed, so no delivery row yet
-                "digest_id": batch.digest_id,
-                "digest_kind": batch.digest.kind,
-                "subject": batch.digest.subject,
-                "sent_to": subscriber.email,
-                "status": planned_status(batch.status),
-                "digest_finished_at": _iso(batch.digest.finished_at),
-            }
-            for batch in unclaimed_batches_of(session, subscriber_id)
-        ],
+        "deliveries": deliveries,
         "events": [
             {
                 "event": event.event,
@@ -92,6 +63,43 @@ def export_data(session: Session, subscriber_id: int) -> dict[str, Any] | None:
         ],
         "verdicts": verdicts_of(session, subscriber_id),
     }
+
+
+def _deliveries(session: Session, subscriber: Subscriber) -> list[dict[str, Any]]:
+    """The person's deliveries as exported: their rows, then the digests planned for them in
+    batches not yet claimed (no row yet, so no id)."""
+    rows = session.execute(
+        select(Delivery, Digest.kind, Digest.subject, Digest.finished_at, delivery_status())
+        .join(Digest, Digest.id == Delivery.digest_id)
+        .outerjoin(DeliveryBatch, DeliveryBatch.id == Delivery.batch_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    ).all()
+    written = [
+        {
+            "id": delivery.id,
+            "digest_id": delivery.digest_id,
+            "digest_kind": kind,
+            "subject": subject,
+            "sent_to": delivery.email,
+            "status": status,
+            "digest_finished_at": _iso(finished_at),
+        }
+        for delivery, kind, subject, finished_at, status in rows
+    ]
+    planned = [
+        {
+            "id": None,
+            "digest_id": batch.digest_id,
+            "digest_kind": batch.digest.kind,
+            "subject": batch.digest.subject,
+            "sent_to": subscriber.email,
+            "status": planned_status(batch.status),
+            "digest_finished_at": _iso(batch.digest.finished_at),
+        }
+        for batch in unclaimed_batches_of(session, subscriber.id)
+    ]
+    return written + planned
 
 
 def _subscriber_fields(subscriber: Subscriber) -> dict[str, Any]:

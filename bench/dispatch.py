@@ -336,13 +336,14 @@ def _send_digest(
     result.digest_id = digest_id
     renders_before = rendering.mjml_render_count()
 
-    # The planner runs in this thread: its CPU is this thread's, not the process's (the
-    # sampler's thread reads /proc for every process on the machine several times a second).
-    cpu0, own0 = sampler.cpu_snapshot(), time.thread_time()
+    # The planner runs in this process (this thread, and the thread that reads its next page
+    # of recipients): its CPU is the process's less the sampler's thread, which reads /proc for
+    # every process on the machine.
+    cpu0, own0 = sampler.cpu_snapshot(), time.process_time() - sampler.own_cpu()
     t0 = time.perf_counter()
     report = plan_digest_id(digest_id)
     t1 = time.perf_counter()
-    cpu1, own1 = sampler.cpu_snapshot(), time.thread_time()
+    cpu1, own1 = sampler.cpu_snapshot(), time.process_time() - sampler.own_cpu()
     result.cpu_planning = {name: cpu1[name] - cpu0.get(name, 0) for name in cpu1}
     result.cpu_planning["bench process"] = own1 - own0
     result.rss_kb["bench process (planning)"] = read_status_kb(os.getpid(), "VmHWM")
@@ -381,7 +382,7 @@ def _send_digest(
     result.sending_s, result.end_to_end_s = t3 - t2, t3 - t0
     cpu3 = sampler.cpu_snapshot()
     result.cpu_sending = {name: cpu3[name] - cpu1.get(name, 0) for name in cpu3}
-    result.cpu_sending["bench process"] = time.thread_time() - own1
+    result.cpu_sending["bench process"] = time.process_time() - sampler.own_cpu() - own1
     with session_scope() as session:
         result.renders_db = session.get(Digest, digest_id).renders
     return status, reason

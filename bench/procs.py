@@ -355,10 +355,19 @@ class MemorySampler:
             self._last_kept = now
 
     def _run(self) -> None:
+        self.native_id = threading.get_native_id()
         while not self._stop.is_set():
             with self._lock:
                 self.sample()
             self._stop.wait(self.interval)
+
+    def own_cpu(self) -> float:
+        """CPU seconds of the sampler's own thread (a bench subtracts it from its process's)."""
+        native_id = getattr(self, "native_id", None)
+        if native_id is None:
+            return 0.0
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def cpu_snapshot(self) -> dict[str, float]:
         """CPU seconds used so far by each watched tree (sampled now)."""

@@ -1,17 +1,19 @@
-"""Who a digest goes to, read page by page as named rows.
+"""Who a digest goes to, read a page of 5,000 at a time in subscriber id order.
 
-Recipients are read by keyset pagination on the subscriber id (`WHERE id > :last ORDER BY id
-LIMIT 5000`), never all at once: active, not paused, of the digest's frequency, in the wave's
-timezone; whether a suppression holds the address is a column of each row.
+Active, not paused, of the digest's frequency, in the wave's timezone; whether a suppression
+holds the address is a column of each row. Never all at once: PostgreSQL streams one query in
+pages (`recipient_pages`), SQLite reads keyset pages (`WHERE id > :last ORDER BY id LIMIT`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -90,39 +92,61 @@ def recipient_filter(session: Session, digest: Digest) -> list[ColumnElement[boo
 def recipient_pages(
     session: Session, conditions: list[ColumnElement[bool]]
 ) -> Iterator[RecipientPage]:
-    """Recipients page by page, keyset on the id.
+    """Recipients page by page in id order, never all at once.
 
-    Plain Core rows, and categories left as text. On PostgreSQL the page query itself asks
+    Plain driver rows, and categories left as text. On PostgreSQL the query itself asks
     whether a suppression holds the address (hashed in the database for plain ASCII addresses);
     other rows are hashed here, one query per page.
 
-    On PostgreSQL the next page is read while this one is planned: a second connection of the
-    same pool runs the page query in a thread, so the database's work and the planner's Python
-    overlap instead of taking turns (at 1M: 1.7 CPU-s each side, README Benchmarks). What it
-    reads is what the planning transaction would: under READ COMMITTED each page query takes
-    its own snapshot on either connection, and planning writes no subscriber rows.
+    PostgreSQL streams one query, a page at a time (libpq's chunked rows, psycopg's
+    `stream(size=…)`), on a second connection of the pool: the planner writes batches and
+    segments on its own connection between pages, and the database runs ahead into the socket
+    while the planner works. Measured at 1M recipients, reading alone: 1.5–1.7 s and 0.3 CPU-s
+    for the stream, 2.6 s and 1.3 CPU-s for keyset pages (a query per 5,000), which SQLite keeps.
+    The stream reads one snapshot; planning writes no subscriber rows, so it reads what the
+    planning transaction would.
     """
     query = _page_query(session, conditions)
-    if session.connection().dialect.name != "postgresql":
-        last = 0
-        while rows := _read_page(session.connection(), query, last):
-            page = RecipientPage(_hash_undecided(session, rows))
-            yield page
-            last = page.last_id
-        return
-    with (
-        session.get_bind().engine.connect() as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="plan-pages") as prefetch,
-    ):
-        pending = prefetch.submit(_read_page, reader, query, 0)
-        while rows := pending.result():
-            last_id, *_ = rows[-1]
-            pending = prefetch.submit(_read_page, reader, query, last_id)
-            yield RecipientPage(_hash_undecided(session, rows))
+    if session.connection().dialect.name == "postgresql":
+        pages = _streamed_pages(session, query)
+    else:
+        pages = _keyset_pages(session.connection(), query)
+    for rows in pages:
+        yield RecipientPage(_hash_undecided(session, rows))
+
+
+def _keyset_pages(connection: Connection, query: Select[Any]) -> Iterator[list[RecipientRow]]:
+    """`WHERE id > :last ORDER BY id LIMIT PAGE_SIZE`, one query per page."""
+    last = 0
+    while rows := _read_page(connection, query.limit(PAGE_SIZE), last):
+        yield rows
+        last, *_ = rows[-1]
+
+
+def _streamed_pages(session: Session, query: Select[Any]) -> Iterator[list[RecipientRow]]:
+    """The whole query streamed in pages of PAGE_SIZE, on a connection of its own."""
+    with session.get_bind().engine.connect() as reader:
+        compiled = query.compile(
+            dialect=reader.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        params = compiled.construct_params()
+        driver = reader.connection.driver_connection
+        with driver.cursor() as cursor:
+            rows = cursor.stream(str(compiled), params, size=PAGE_SIZE)
+            read_all = False
+            try:
+                while page := list(islice(rows, PAGE_SIZE)):
+                    yield page
+                read_all = True
+            finally:
+                if not read_all:  # planning stopped early: stop the server sending the rest
+                    driver.cancel_safe()
+                    with suppress(psycopg.errors.QueryCanceled):
+                        rows.close()
 
 
 def _page_query(session: Session, conditions: list[ColumnElement[bool]]) -> Select[Any]:
-    """The page query, its last id a bound parameter (`last`)."""
+    """The recipient query in id order, from the id after a bound parameter (`last`)."""
     table = Subscriber.__table__
     if session.connection().dialect.name == "postgresql":
         flag = suppression_held_sql(table.c.email)
@@ -131,9 +155,8 @@ def _page_query(session: Session, conditions: list[ColumnElement[bool]]) -> Sele
         flag, email = null(), table.c.email
     return (
         select(table.c.id, email, cast(table.c.categories, Text), flag)
-        .where(*conditions, table.c.id > bindparam("last"))
+        .where(*conditions, table.c.id > bindparam("last", 0))
         .order_by(table.c.id)
-        .limit(PAGE_SIZE)
     )
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from digest import plan_recipients, planning
 from digest.alerts import plan_alert
@@ -201,6 +201,46 @@ def test_recipients_are_read_page_by_page(week: None, monkeypatch: pytest.Monkey
     with session_scope() as session:
         planned = sorted(e for _, _, e in deliveries(session, report.digest_id))
     assert planned == sorted(emails + [f"late{n:06d}@example.com" for n in range(60, 70)])
+
+
+@pytest.mark.parametrize("backend", ["pg", "sqlite"])
+def test_recipient_pages_hold_at_most_a_page_each_in_id_order(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request.getfixturevalue(backend)
+    monkeypatch.setattr(plan_recipients, "PAGE_SIZE", 7)
+    with session_scope() as session:
+        add_subscribers(session, 50)
+    with session_scope() as session:
+        weekly = Digest(kind="weekly", status="planned", options={})
+        pages = list(
+            plan_recipients.recipient_pages(
+                session, plan_recipients.recipient_filter(session, weekly)
+            )
+        )
+        ids = session.scalars(select(Subscriber.id).order_by(Subscriber.id)).all()
+    assert [len(page.rows) for page in pages] == [7] * 7 + [1]
+    assert [row[0] for page in pages for row in page.rows] == ids
+
+
+def test_recipient_pages_closed_early_leave_the_database_usable(
+    pg: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning that fails midway stops the stream (cancelled) and its connection goes back."""
+    monkeypatch.setattr(plan_recipients, "PAGE_SIZE", 7)
+    with session_scope() as session:
+        add_subscribers(session, 50)
+    with session_scope() as session:
+        weekly = Digest(kind="weekly", status="planned", options={})
+        pages = plan_recipients.recipient_pages(
+            session, plan_recipients.recipient_filter(session, weekly)
+        )
+        first = next(pages)
+        pages.close()
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 50
+    assert len(first.rows) == 7
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 50
 
 
 def test_planning_a_digest_twice_plans_it_once(week: None) -> None:

@@ -7,9 +7,9 @@ Everything a send needs is written before the first request (the database is the
    verdict fingerprint. A weekly wave whose edition already has a first wave reuses that wave's
    items, window and renders (digest/editions.py), so every timezone reads the same email.
 2. **Recipients** (digest/plan_recipients.py), read 5,000 at a time in subscriber id order
-   (one streamed query on PostgreSQL, keyset pages on SQLite), never all at once: active, not paused, not
-   suppressed (the shared `digest.addresses.email_hash`), of the digest's frequency, in the
-   wave's timezone.
+   (one streamed query on PostgreSQL, keyset pages on SQLite), never all at once: active, not
+   paused, not suppressed (the shared `digest.addresses.email_hash`), of the digest's
+   frequency, in the wave's timezone.
 3. **Segments** (digest/segments.py). A subscriber's preference segment is the part of their
    categories that this digest's items cover ("all" when they chose none, or when their choice
    covers every item). Each segment is rendered once, on its first subscriber; a segment whose

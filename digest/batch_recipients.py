@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Row, String, and_, case, func, insert, select, text, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from schema.models import Delivery, DeliveryBatch, Subscriber
 from schema.statuses import BatchStatus, DeliveryStatus
@@ -177,7 +177,13 @@ def unclaimed_batches_of(
     session: Session, subscriber_id: int, digest_id: int | None = None
 ) -> list[DeliveryBatch]:
     """The unclaimed batches (of one digest, or of any) that plan to mail this subscriber."""
-    query = select(DeliveryBatch).where(unclaimed()).order_by(DeliveryBatch.id)
+    # with its digest in the same query: every caller shows the digest's kind and subject
+    query = (
+        select(DeliveryBatch)
+        .options(joinedload(DeliveryBatch.digest))
+        .where(unclaimed())
+        .order_by(DeliveryBatch.id)
+    )
     if digest_id is not None:
         query = query.where(DeliveryBatch.digest_id == digest_id)
     if session.get_bind().dialect.name == "postgresql":

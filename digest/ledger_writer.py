@@ -12,8 +12,6 @@ driver, with the array as text; elsewhere through SQLAlchemy Core.
 
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -21,8 +19,6 @@ from digest.batch_recipients import encode_ids
 from digest.segments import OpenSegment
 from schema.models import DeliveryBatch
 from schema.statuses import BatchStatus
-
-log = logging.getLogger(__name__)
 
 INSERT_BATCH = (
     "INSERT INTO delivery_batches (digest_id, segment_id, seq, status, size, attempts,"

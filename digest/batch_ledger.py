@@ -10,28 +10,40 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest.batch_recipients import unclaimed
-from digest.db import session_scope
+from digest.db import statement_scope
 from schema.models import Delivery, DeliveryBatch, Digest, utcnow
 from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
 
 
-def claim(session: Session, batch_id: int) -> bool:
-    """pending → sending in one conditional UPDATE; rowcount 1 means this worker owns it.
+@dataclass(frozen=True)
+class ClaimedBatch:
+    """What the claim's UPDATE returned about the batch this worker now owns."""
+
+    id: int
+    digest_id: int
+    segment_id: int
+    attempts: int  # counting this claim: 1 on the batch's first
+
+
+def claim(session: Session, batch_id: int) -> ClaimedBatch | None:
+    """pending → sending in one conditional UPDATE; a returned row means this worker owns it.
 
     The digest's status is part of the condition, so a cancelled or paused digest stops here.
+    The UPDATE returns what the request needs from the batch row, so it is not read again.
     """
     digest_is_sending = exists().where(
         Digest.id == DeliveryBatch.digest_id, Digest.status == DigestStatus.SENDING
     )
-    result = session.execute(
+    row = session.execute(
         update(DeliveryBatch)
         .where(
             DeliveryBatch.id == batch_id,
@@ -41,21 +53,26 @@ def claim(session: Session, batch_id: int) -> bool:
         .values(
             status=BatchStatus.SENDING, claimed_at=utcnow(), attempts=DeliveryBatch.attempts + 1
         )
+        .returning(DeliveryBatch.digest_id, DeliveryBatch.segment_id, DeliveryBatch.attempts)
         .execution_options(synchronize_session=False)
-    )
-    return result.rowcount == 1
+    ).one_or_none()
+    if row is None:
+        return None
+    return ClaimedBatch(batch_id, row.digest_id, row.segment_id, row.attempts)
 
 
 def record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> None:
     """Write the 202 down, on a fresh connection if the first one drops.
 
     SendGrid took the message; losing that fact to a dropped connection (failover,
-    pg_terminate_backend) would make a sent batch ambiguous. The UPDATE is idempotent.
+    pg_terminate_backend) would make a sent batch ambiguous. The UPDATE is idempotent. It is
+    one statement, so it runs as its own transaction (`statement_scope`: no ping, BEGIN or
+    COMMIT round trips, once per batch).
     """
     for attempt in range(1, attempts + 1):
         try:
-            with session_scope() as session:
-                mark_sent(session, batch_id, message_id)
+            with statement_scope() as connection:
+                mark_sent(connection, batch_id, message_id)
             return
         except OperationalError:
             if attempt == attempts:
@@ -64,9 +81,9 @@ def record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> Non
             time.sleep(0.2 * 2**attempt)
 
 
-def mark_sent(session: Session, batch_id: int, message_id: str | None) -> None:
+def mark_sent(target: Session | Connection, batch_id: int, message_id: str | None) -> None:
     # `ambiguous` too: if the reaper gave up on us while SendGrid was slow, the 202 is the truth.
-    session.execute(
+    target.execute(
         update(DeliveryBatch)
         .where(
             DeliveryBatch.id == batch_id,

@@ -14,10 +14,11 @@ from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from digest import tokens
+from digest.batch_ledger import ClaimedBatch
 from digest.batch_recipients import write_deliveries
 from digest.email_backends import Message, Recipient
 from digest.substitution import Placeholders
-from schema.models import Delivery, DeliveryBatch, Digest, DigestSegment, Subscriber
+from schema.models import Delivery, Digest, DigestSegment, Subscriber
 from schema.statuses import DeliveryStatus, DigestKind, SubscriberStatus
 
 
@@ -44,18 +45,27 @@ def _pending(session: Session, batch_id: int) -> list[tuple[Any, ...]]:
     return rows
 
 
-def build_message(session: Session, batch: DeliveryBatch) -> Message:
+def build_message(session: Session, batch: ClaimedBatch) -> Message:
     """The batch's request: the segment's shared content, one recipient per pending delivery.
 
     A subscriber who unsubscribed, paused, bounced, complained or was erased since planning (a
     retried batch may be days old) is left out and their delivery marked `skipped`, so nothing
     goes to an address that left.
     """
-    digest = session.get(Digest, batch.digest_id)
-    segment = session.get(DigestSegment, batch.segment_id)
-    if digest is None or segment is None:
+    segment = session.execute(
+        select(
+            Digest.kind,
+            DigestSegment.subject,
+            DigestSegment.html,
+            DigestSegment.text,
+            DigestSegment.placeholder_nonce,
+        )
+        .join(Digest, Digest.id == DigestSegment.digest_id)
+        .where(DigestSegment.id == batch.segment_id, Digest.id == batch.digest_id)
+    ).one_or_none()
+    if segment is None:
         raise LookupError(f"batch {batch.id} has no digest or segment")
-    test = digest.kind == DigestKind.TEST
+    test = segment.kind == DigestKind.TEST
     # A test copy goes to the operator's address, which may be a pending placeholder row.
     mailable = (
         (SubscriberStatus.ACTIVE.value, SubscriberStatus.PENDING.value)
@@ -63,7 +73,7 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
         else (SubscriberStatus.ACTIVE.value,)
     )
     keys = Placeholders.from_nonce(segment.placeholder_nonce)
-    digest_id = digest.id
+    digest_id = batch.digest_id
     links = tokens.recipient_links(digest_id)
     recipients, left = [], []
     rows = write_deliveries(session, batch.id)
@@ -83,7 +93,7 @@ def build_message(session: Session, batch: DeliveryBatch) -> Message:
         html=segment.html,
         text=segment.text,
         recipients=recipients,
-        categories=[f"{digest.kind}-digest", f"digest-{digest.id}"],
+        categories=[f"{segment.kind}-digest", f"digest-{digest_id}"],
         custom_args={"batch_id": str(batch.id)},
     )
 

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import Connection, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from digest import metrics
@@ -51,7 +51,7 @@ from digest.batch_ledger import (
     release,
 )
 from digest.batch_message import build_message
-from digest.db import session_scope
+from digest.db import session_scope, statement_scope
 from digest.email_backends import (
     AuthFailed,
     BadRecipients,
@@ -104,10 +104,9 @@ class SendOutcome:
 def send_batch(batch_id: int) -> SendOutcome:
     """Claim batch `batch_id`, send it as one request, and record the outcome in the ledger."""
     with session_scope() as session:
-        if not claim(session, batch_id):
+        batch = claim(session, batch_id)
+        if batch is None:
             return _why_not_claimed(session, batch_id)
-        batch = session.get(DeliveryBatch, batch_id)
-        assert batch is not None  # we just claimed it
         attempt, digest_id = batch.attempts, batch.digest_id
         message = build_message(session, batch)
     # The claim is committed and the session closed: only now talk to SendGrid.
@@ -370,19 +369,20 @@ def _finish(digest_id: int) -> None:
     safe because each caller has committed its batch first: of the last two batches to finish,
     the later look runs after both commits, sees none open and takes the locked path.
     """
-    with session_scope() as session:
-        if _open_batches_remain(session, digest_id):
+    with statement_scope() as connection:  # one read: no ping, BEGIN or COMMIT round trips
+        if _open_batches_remain(connection, digest_id):
             return
+    with session_scope() as session:
         finish_digest_if_done(session, digest_id)
 
 
-def _open_batches_remain(session: Session, digest_id: int) -> bool:
+def _open_batches_remain(connection: Connection, digest_id: int) -> bool:
     """Whether any batch of the digest is still pending or sending (index on digest, status)."""
     open_batch = exists().where(
         DeliveryBatch.digest_id == digest_id,
         DeliveryBatch.status.in_((BatchStatus.PENDING, BatchStatus.SENDING)),
     )
-    return bool(session.scalar(select(open_batch)))
+    return bool(connection.scalar(select(open_batch)))
 
 
 def _reasons(addresses: dict[str, str]) -> str:

@@ -283,8 +283,9 @@ def test_timeout_leaves_the_batch_ambiguous_and_status_lists_it(
 def test_413_splits_the_batch_and_both_halves_are_sent(sendgrid_env: FakeSendGrid) -> None:
     planned = plan(8)
     with session_scope() as session:  # a limit that 8 recipients exceed and 4 fit under
-        claim(session, planned.batch_ids[0])  # a request is built under a claim, so: rolled back
-        message = sending.build_message(session, session.get(DeliveryBatch, planned.batch_ids[0]))
+        claimed = claim(session, planned.batch_ids[0])  # built under a claim, so: rolled back
+        assert claimed is not None
+        message = sending.build_message(session, claimed)
         session.rollback()
     backend = get_backend()
     whole = len(backend.encoded_body(message))

@@ -33,6 +33,7 @@ from urllib.request import urlopen
 import psycopg
 
 from bench.baseline import BaselineResult, run_baseline
+from bench.floor import floor_us_per_recipient
 from bench.procs import (
     PYTHON,
     ROOT,
@@ -89,6 +90,13 @@ class Result:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     lookup_ms: tuple[float, float] = (0.0, 0.0)  # find_recipient: median, slowest of 50
+    floor_us: float = 0.0  # bench/floor.py, measured just before the run
+
+    @property
+    def times_floor(self) -> float:
+        """Our CPU per recipient as a multiple of the floor measured in the same run: the
+        figure to compare across days on a machine whose speed drifts."""
+        return self.ours_cpu_us / self.floor_us if self.floor_us else 0.0
 
     @property
     def per_second(self) -> float:
@@ -230,6 +238,8 @@ def run(
     sendgrid_url = world.sendgrid_url
     result.seed_s = time.perf_counter() - started
     print(f"seeded {recipients:,} subscribers in {result.seed_s:.1f}s", file=sys.stderr)
+    result.floor_us = floor_us_per_recipient()
+    print(f"floor: {result.floor_us:.1f} µs per recipient on one core", file=sys.stderr)
 
     server = sendgrid_stand_in(port, API_KEY, log_dir, record=record)
     procs: list[Proc] = []
@@ -427,6 +437,11 @@ def table(results: list[Result]) -> str:
         ("server: missing / unexpected", [f"{r.missing} / {r.unexpected}" for r in results]),
         ("ambiguous batches", [str(r.ambiguous_batches) for r in results]),
         (
+            "floor: one recipient built and encoded, one core (bench/floor.py)",
+            [f"{r.floor_us:.1f} µs" for r in results],
+        ),
+        ("our CPU per recipient ÷ floor", [f"{r.times_floor:.1f}×" for r in results]),
+        (
             "ledger lookup by address (median / slowest of 50)",
             [f"{r.lookup_ms[0]:.1f} / {r.lookup_ms[1]:.1f} ms" for r in results],
         ),
@@ -455,15 +470,16 @@ def cost_table(results: list[Result]) -> str:
     """How cost grows with N (issue 16, item 5): time, CPU per recipient, peak memory."""
     lines = [
         "| recipients | planning | end to end | recipients/s | our CPU s | our CPU µs/recipient"
-        " | stand-in CPU µs/recipient | worker tree PSS (each) | planning RSS"
-        " | load before / after |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        " | floor µs | ours ÷ floor | stand-in CPU µs/recipient | worker tree PSS (each)"
+        " | planning RSS | load before / after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         stand_in = r.cpu_planning.get("sendgrid", 0) + r.cpu_sending.get("sendgrid", 0)
         lines.append(
             f"| {r.recipients:,} | {r.planning_s:.1f} s | {r.end_to_end_s:.1f} s"
             f" | {r.per_second:,.0f} | {r.ours_cpu_s:.1f} | {r.ours_cpu_us:.1f}"
+            f" | {r.floor_us:.1f} | {r.times_floor:.1f}×"
             f" | {stand_in / r.recipients * 1e6:.1f} | {_mb(r.worker_pss_kb)}"
             f" | {_mb(r.rss_kb.get('bench process (planning)', 0))}"
             f" | {r.load_before[0]:.2f} / {r.load_after[0]:.2f} |"

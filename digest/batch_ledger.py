@@ -12,13 +12,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from digest.batch_recipients import unclaimed
 from digest.db import statement_scope
-from schema.models import Delivery, DeliveryBatch, Digest, utcnow
+from schema.models import Delivery, DeliveryBatch, Digest, UTCDateTime, utcnow
 from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
 
 log = logging.getLogger(__name__)
@@ -34,28 +34,39 @@ class ClaimedBatch:
     attempts: int  # counting this claim: 1 on the batch's first
 
 
+# A sent batch's own statements (the claim, the 202) are named SQL, compiled once: built as
+# expressions, SQLAlchemy's construction and cache key cost about three times the CPU per call
+# of the statement itself (0.54 against 0.16 ms for the open-batch look, README Benchmarks),
+# once or more per 1,000 recipients.
+CLAIM = text(
+    f"""
+    UPDATE delivery_batches
+    SET status = '{BatchStatus.SENDING}', claimed_at = :now, attempts = attempts + 1
+    WHERE id = :batch_id AND status = '{BatchStatus.PENDING}'
+      AND EXISTS (SELECT 1 FROM digests
+                  WHERE digests.id = delivery_batches.digest_id
+                    AND digests.status = '{DigestStatus.SENDING}')
+    RETURNING digest_id, segment_id, attempts
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+# `ambiguous` too: if the reaper gave up on us while SendGrid was slow, the 202 is the truth.
+MARK_SENT = text(
+    f"""
+    UPDATE delivery_batches
+    SET status = '{BatchStatus.SENT}', message_id = :message_id, sent_at = :now
+    WHERE id = :batch_id AND status IN ('{BatchStatus.SENDING}', '{BatchStatus.AMBIGUOUS}')
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
 def claim(session: Session, batch_id: int) -> ClaimedBatch | None:
     """pending → sending in one conditional UPDATE; a returned row means this worker owns it.
 
     The digest's status is part of the condition, so a cancelled or paused digest stops here.
     The UPDATE returns what the request needs from the batch row, so it is not read again.
     """
-    digest_is_sending = exists().where(
-        Digest.id == DeliveryBatch.digest_id, Digest.status == DigestStatus.SENDING
-    )
-    row = session.execute(
-        update(DeliveryBatch)
-        .where(
-            DeliveryBatch.id == batch_id,
-            DeliveryBatch.status == BatchStatus.PENDING,
-            digest_is_sending,
-        )
-        .values(
-            status=BatchStatus.SENDING, claimed_at=utcnow(), attempts=DeliveryBatch.attempts + 1
-        )
-        .returning(DeliveryBatch.digest_id, DeliveryBatch.segment_id, DeliveryBatch.attempts)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
+    row = session.connection().execute(CLAIM, {"batch_id": batch_id, "now": utcnow()}).one_or_none()
     if row is None:
         return None
     return ClaimedBatch(batch_id, row.digest_id, row.segment_id, row.attempts)
@@ -82,16 +93,8 @@ def record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> Non
 
 
 def mark_sent(target: Session | Connection, batch_id: int, message_id: str | None) -> None:
-    # `ambiguous` too: if the reaper gave up on us while SendGrid was slow, the 202 is the truth.
-    target.execute(
-        update(DeliveryBatch)
-        .where(
-            DeliveryBatch.id == batch_id,
-            DeliveryBatch.status.in_((BatchStatus.SENDING, BatchStatus.AMBIGUOUS)),
-        )
-        .values(status=BatchStatus.SENT, message_id=message_id, sent_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    connection = target.connection() if isinstance(target, Session) else target
+    connection.execute(MARK_SENT, {"batch_id": batch_id, "message_id": message_id, "now": utcnow()})
     # The batch row alone says it: its still pending deliveries read as sent
     # (digest.ledger_counts.delivery_status), no UPDATE of a thousand delivery rows.
 

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from sqlalchemy import Connection, exists, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session
 
 from digest import metrics
@@ -376,13 +376,19 @@ def _finish(digest_id: int) -> None:
         finish_digest_if_done(session, digest_id)
 
 
+# Whether any batch of the digest is still pending or sending (index on digest, status): after
+# every batch, so named SQL compiled once (see batch_ledger.CLAIM).
+OPEN_BATCHES_REMAIN = text(
+    f"""
+    SELECT EXISTS (SELECT 1 FROM delivery_batches
+                   WHERE digest_id = :digest_id
+                     AND status IN ('{BatchStatus.PENDING}', '{BatchStatus.SENDING}'))
+    """
+)
+
+
 def _open_batches_remain(connection: Connection, digest_id: int) -> bool:
-    """Whether any batch of the digest is still pending or sending (index on digest, status)."""
-    open_batch = exists().where(
-        DeliveryBatch.digest_id == digest_id,
-        DeliveryBatch.status.in_((BatchStatus.PENDING, BatchStatus.SENDING)),
-    )
-    return bool(connection.scalar(select(open_batch)))
+    return bool(connection.execute(OPEN_BATCHES_REMAIN, {"digest_id": digest_id}).scalar())
 
 
 def _reasons(addresses: dict[str, str]) -> str:

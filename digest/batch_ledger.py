@@ -92,8 +92,7 @@ def record_sent(batch_id: int, message_id: str | None, attempts: int = 4) -> Non
             time.sleep(0.2 * 2**attempt)
 
 
-def mark_sent(target: Session | Connection, batch_id: int, message_id: str | None) -> None:
-    connection = target.connection() if isinstance(target, Session) else target
+def mark_sent(connection: Connection, batch_id: int, message_id: str | None) -> None:
     connection.execute(MARK_SENT, {"batch_id": batch_id, "message_id": message_id, "now": utcnow()})
     # The batch row alone says it: its still pending deliveries read as sent
     # (digest.ledger_counts.delivery_status), no UPDATE of a thousand delivery rows.

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -65,10 +66,44 @@ def normalise_email(raw: object) -> str:
 @lru_cache(maxsize=1024)
 def _validated(address: str) -> str:
     """Cached: a request validates its address before the rate limit and again in make_signup."""
+    plain = plain_address(address)
+    if plain is not None:
+        return plain
     try:
         return validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InvalidField("email", str(exc)) from exc
+
+
+# The shape nearly every signup has: ASCII, a dot-atom local part of letters, digits and `._+-`,
+# and a domain of letter-digit-hyphen labels under a letters-only top-level domain. email-validator
+# accepts every such address within its length limits and normalises it by lowercasing the
+# domain; it took about 40 µs per address, a tenth of the web process's CPU per signup (py-spy,
+# README Benchmarks). Anything else, or anything near a rule (a label with "--", a special-use
+# name, a length limit), goes to the library. A property test holds the two to the same answer.
+_PLAIN_ADDRESS = re.compile(
+    r"(?P<local>[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*)"
+    r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63})",
+    re.ASCII,
+)
+_LOCAL_MAX, _LABEL_MAX, _DOMAIN_MAX, _ADDRESS_MAX = 64, 63, 253, 254
+
+
+def plain_address(address: str) -> str | None:
+    """The address as email-validator would normalise it, when it has the plain shape and is
+    clear of every limit; None means "ask the library"."""
+    match = _PLAIN_ADDRESS.fullmatch(address)
+    if match is None or len(address) > _ADDRESS_MAX:
+        return None
+    local, domain = match["local"], match["domain"].lower()
+    if len(local) > _LOCAL_MAX or len(domain) > _DOMAIN_MAX or "--" in domain:
+        return None
+    labels = domain.split(".")
+    if any(len(label) > _LABEL_MAX for label in labels):
+        return None
+    if any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
+        return None
+    return f"{local}@{domain}"
 
 
 def clean_name(raw: object) -> str | None:

@@ -42,9 +42,19 @@ def json_depth(document: bytes | str) -> int:
     return max(0, max(accumulate(map(_STEP.__getitem__, brackets))))
 
 
+def too_deep(document: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `document` nests deeper than `max_depth`. A document with no more opening
+    brackets than that cannot, whatever their order: two counts at C speed answer for nearly
+    every body, the scan (about a tenth of a small signup's parsing, py-spy) only for the rest."""
+    raw = document.encode("utf-8", "surrogatepass") if isinstance(document, str) else document
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return False
+    return json_depth(raw) > max_depth
+
+
 def check_depth(document: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raise JSONTooDeep if `document` nests deeper than `max_depth`."""
-    if json_depth(document) > max_depth:
+    if too_deep(document, max_depth):
         raise JSONTooDeep(max_depth)
 
 

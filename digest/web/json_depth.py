@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from digest.json_limits import MAX_JSON_DEPTH, json_depth
+from digest.json_limits import MAX_JSON_DEPTH, too_deep
 from digest.web.body_limit import path_matches
 
 
@@ -55,7 +55,7 @@ class JsonDepthLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if json_depth(body) > self.max_depth:
+        if too_deep(body, self.max_depth):
             await self._refuse(send)
             return
         replayed = False

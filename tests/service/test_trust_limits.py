@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from bench.procs import free_port, port_open, wait_for
 from digest.db import reset_caches, session_scope
-from digest.json_limits import MAX_JSON_DEPTH, json_depth
+from digest.json_limits import MAX_JSON_DEPTH, json_depth, too_deep
 from digest.web.app import create_app
 from schema.models import Comparison, Digest, InboundEvent, Subscriber, WebhookBatch
 from tests.support.services import ADMIN_TOKEN, INGEST_TOKEN
@@ -295,6 +295,15 @@ def test_json_depth_is_exact_for_any_document(
 
     document = json.dumps(value, indent=indent, ensure_ascii=ascii_only)
     assert json_depth(document) == true_depth(value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, limit=st.integers(min_value=0, max_value=6))
+def test_too_deep_answers_as_the_exact_depth_does_for_any_limit(value: object, limit: int) -> None:
+    import json
+
+    document = json.dumps(value)
+    assert too_deep(document, limit) == (true_depth(value) > limit)
 
 
 def test_a_deeply_nested_line_in_an_imported_file_is_reported_and_the_rest_lands(

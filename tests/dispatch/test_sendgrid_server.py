@@ -401,6 +401,67 @@ def test_custom_args_of_10000_bytes_are_a_violation(server: FakeSendGrid) -> Non
     assert broken_rules(server, request) == {"custom-args-size"}
 
 
+def test_substitutions_over_the_limit_in_one_of_many_personalizations_are_named(
+    server: FakeSendGrid,
+) -> None:
+    request = body(*[f"r{n}@example.com" for n in range(50)])
+    request["personalizations"][37]["substitutions"] = {"-name-": "x" * 10_000}
+    error = refusal(server, request)
+    assert [e["field"] for e in error.to_dict["errors"]] == ["personalizations.37.substitutions"]
+    assert [v.rule for v in server.take_violations()] == ["substitutions-size"]
+
+
+def test_message_custom_args_of_10000_bytes_are_a_violation_in_every_personalization(
+    server: FakeSendGrid,
+) -> None:
+    request = body("ada@example.com", "grace@example.com", custom_args={"d": "x" * 9_999})
+    error = refusal(server, request)
+    assert [e["field"] for e in error.to_dict["errors"]] == [
+        "personalizations.0.custom_args",
+        "personalizations.1.custom_args",
+    ]
+    assert {v.rule for v in server.take_violations()} == {"custom-args-size"}
+
+
+def test_a_personalization_value_that_is_not_a_string_is_a_violation(
+    server: FakeSendGrid,
+) -> None:
+    request = body(*[f"r{n}@example.com" for n in range(20)])
+    request["personalizations"][12]["substitutions"] = {"-name-": 7}
+    assert "string-values" in broken_rules(server, request)
+
+
+def test_a_reserved_header_in_one_of_many_personalizations_is_a_violation(
+    server: FakeSendGrid,
+) -> None:
+    request = body(*[f"r{n}@example.com" for n in range(20)])
+    for item in request["personalizations"]:
+        item["headers"] = {"List-Unsubscribe": "<https://example.com/u/1>"}
+    request["personalizations"][12]["headers"]["  cc "] = "x@example.com"
+    assert broken_rules(server, request) == {"reserved-header"}
+
+
+def test_an_invalid_recipient_address_among_many_is_a_violation_naming_it(
+    server: FakeSendGrid,
+) -> None:
+    request = body(*[f"r{n}@example.com" for n in range(20)], "r20@example")
+    error = refusal(server, request)
+    assert "personalizations.20.to.0.email" in [e["field"] for e in error.to_dict["errors"]]
+    assert "recipient-email" in {v.rule for v in server.take_violations()}
+
+
+def test_an_address_with_a_space_is_a_violation(server: FakeSendGrid) -> None:
+    """One address holding a space must not pass as two when addresses are checked together."""
+    request = body("ada@example.com grace@example.com", "alan@example.com")
+    assert "recipient-email" in broken_rules(server, request)
+
+
+def test_a_recipient_name_with_a_comma_among_many_is_a_violation(server: FakeSendGrid) -> None:
+    request = body(*[f"r{n}@example.com" for n in range(20)])
+    request["personalizations"][12]["to"][0]["name"] = "Lovelace, Ada"
+    assert broken_rules(server, request) == {"recipient-name-characters"}
+
+
 def test_more_than_10_categories_is_a_violation(server: FakeSendGrid) -> None:
     request = body("ada@example.com", categories=[f"c{n}" for n in range(11)])
     assert "categories-count" in broken_rules(server, request)

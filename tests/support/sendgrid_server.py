@@ -263,8 +263,10 @@ class FakeSendGrid:
             body = orjson.loads(raw)
         except ValueError:
             broken = [Violation("json", None, "Bad Request: the body is not valid JSON")]
+            addresses = None
         else:
-            broken = sendgrid_rules.check(body, len(raw), self._schema)
+            checked = sendgrid_rules.inspect(body, len(raw), self._schema)
+            broken, addresses = checked.violations, checked.addresses
         if broken:
             self._violated(broken)
             return 400, {}, {"errors": [v.as_error() for v in broken]}, 0
@@ -275,7 +277,7 @@ class FakeSendGrid:
         if stall is not None and not stall.accept:
             return (*_error(500, None, "stalled and dropped"), stall.seconds)
         message_id = secrets.token_urlsafe(16)[:22]
-        self._record(body, message_id)
+        self._record(body, message_id, addresses)
         return 202, {"X-Message-Id": message_id}, None, stall.seconds if stall else 0
 
     def _violated(self, broken: list[Violation]) -> None:
@@ -300,8 +302,13 @@ class FakeSendGrid:
                 )
         return errors
 
-    def _record(self, body: dict[str, Any], message_id: str) -> None:
-        addresses = [address.lower() for address in _addresses(body)]
+    def _record(
+        self, body: dict[str, Any], message_id: str, addresses: list[str] | None = None
+    ) -> None:
+        """Count the accepted request and its recipients. `addresses` (lower-cased) are those the
+        rules listed while checking it (`sendgrid_rules.Checked`), saving a walk per request."""
+        if addresses is None:
+            addresses = [address.lower() for address in _addresses(body)]
         with self._lock:
             self.accepted += 1
             self.recipients += len(addresses)
@@ -310,7 +317,7 @@ class FakeSendGrid:
                 self.bodies.append({**body, "_message_id": message_id})
             if self._record_file:
                 line = {"message_id": message_id, "at": time.time(), "recipients": addresses}
-                self._record_file.write(json.dumps(line) + "\n")
+                self._record_file.write(_json_line(line))
                 self._record_file.flush()
 
 
@@ -338,6 +345,13 @@ def _addresses(body: dict[str, Any]) -> list[str]:
         for kind in ("to", "cc", "bcc")
         for who in item.get(kind) or []
     ]
+
+
+def _json_line(entry: dict[str, Any]) -> str:
+    """One NDJSON line, as `json.dumps` writes it in substance (ASCII: non-ASCII escaped), by
+    orjson when the entry is ASCII (the stdlib encoder was 1.6 % of the stand-in's CPU)."""
+    data = orjson.dumps(entry)
+    return (data.decode() if data.isascii() else json.dumps(entry)) + "\n"
 
 
 def _authorized(header: str | None, key: str | None) -> bool:

@@ -86,7 +86,8 @@ _PLAIN_ADDRESS = re.compile(
     r"@(?P<domain>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,63})",
     re.ASCII,
 )
-_LOCAL_MAX, _LABEL_MAX, _DOMAIN_MAX, _ADDRESS_MAX = 64, 63, 253, 254
+# The whole address within 254 characters keeps its domain within the 253 allowed.
+_LOCAL_MAX, _LABEL_MAX, _ADDRESS_MAX = 64, 63, 254
 
 
 def plain_address(address: str) -> str | None:
@@ -96,10 +97,9 @@ def plain_address(address: str) -> str | None:
     if match is None or len(address) > _ADDRESS_MAX:
         return None
     local, domain = match["local"], match["domain"].lower()
-    if len(local) > _LOCAL_MAX or len(domain) > _DOMAIN_MAX or "--" in domain:
+    if len(local) > _LOCAL_MAX or "--" in domain:
         return None
-    labels = domain.split(".")
-    if any(len(label) > _LABEL_MAX for label in labels):
+    if any(len(label) > _LABEL_MAX for label in domain.split(".")):
         return None
     if any(domain == name or domain.endswith("." + name) for name in SPECIAL_USE_DOMAIN_NAMES):
         return None

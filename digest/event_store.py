@@ -1,8 +1,9 @@
 """Storing normalised SendGrid events in `email_events`: only rows not stored yet come back.
 
-At least once: SendGrid redelivers, so the INSERT skips any row whose `sg_event_id` or
-`dedupe_key` is already stored (`ON CONFLICT DO NOTHING`), and only the rows it actually
-inserted are returned, as `StoredEvent`s: those alone have consequences (`digest.tracking`).
+At least once: SendGrid redelivers, so the INSERT skips any row whose `dedupe_key` (the one
+idempotency key, `digest.webhook_events.dedupe_key`) is already stored (`ON CONFLICT
+(dedupe_key) DO NOTHING`), and only the rows it actually inserted are returned, as
+`StoredEvent`s: those alone have consequences (`digest.tracking`).
 
 PostgreSQL: the ids are drawn from the table's sequence first (one query), the rows travel by
 binary COPY (no bind parameter per value, no 3 MB JSON document to unpack) and the INSERT
@@ -54,7 +55,7 @@ STAGE_COLUMNS = {
     "id": "bigint",
     "sg_event_id": "text",
     "sg_message_id": "text",
-    "dedupe_key": "text",
+    "dedupe_key": "text",  # 32 hex digits, cast to uuid by the INSERT
     "event": "text",
     "bounce_class": "text",
     "email": "text",
@@ -70,10 +71,12 @@ PG_CREATE_STAGE = (
     f"({', '.join(f'{name} {kind}' for name, kind in STAGE_COLUMNS.items())}) ON COMMIT DROP"
 )
 PG_COPY = f"COPY {STAGE} ({_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_STAGED = _COLUMNS.replace("payload", "CAST(payload AS json)").replace(
+    "dedupe_key", "CAST(dedupe_key AS uuid)"
+)
 PG_INSERT = (
-    f"WITH new AS (INSERT INTO email_events ({_COLUMNS}) "
-    f"SELECT {_COLUMNS.replace('payload', 'CAST(payload AS json)')} FROM {STAGE} "
-    "ON CONFLICT DO NOTHING RETURNING id) SELECT array_agg(id) FROM new"
+    f"WITH new AS (INSERT INTO email_events ({_COLUMNS}) SELECT {_STAGED} FROM {STAGE} "
+    "ON CONFLICT (dedupe_key) DO NOTHING RETURNING id) SELECT array_agg(id) FROM new"
 )
 PG_DROP_STAGE = f"DROP TABLE {STAGE}"
 
@@ -137,7 +140,7 @@ def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> list[StoredE
     returned = ("id", "event", "bounce_class", "email", "occurred_at", "delivery_id")
     statement = (
         insert(table)
-        .on_conflict_do_nothing()
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
         .returning(
             *(table.c[name] for name in (*returned, "sg_message_id")),
             EmailEvent.payload["reason"].as_string().label("reason"),

@@ -3,9 +3,13 @@
 - **Normalising.** Every event object becomes a row whatever it holds: unknown event types keep
   their name, an unusable timestamp falls back to the time the batch was received, NUL and lone
   surrogates are dropped (PostgreSQL refuses them), so nothing in a batch can make it fail.
-- **At least once.** SendGrid redelivers. `sg_event_id` is unique, and so is `dedupe_key`, a hash
-  of (message id, address, event, timestamp, URL): the URL is part of it because one recipient can
-  click two links in the same second, and those are two clicks.
+- **At least once.** SendGrid redelivers. `dedupe_key`, the table's one idempotency key, is a
+  128-bit hash of (message id, address, event, timestamp, URL): the URL is part of it because one
+  recipient can click two links in the same second, and those are two clicks. It also catches an
+  event resent under a new `sg_event_id`. An event without a message id is keyed by its
+  `sg_event_id` (SendGrid's documented dedupe id) instead; one with neither is never a duplicate.
+  One unique key, not two: checking and maintaining a second one (`sg_event_id`) was a third of
+  the events' INSERT (Benchmarks, Webhooks).
 - **Linking.** Each event is tied to its delivery through the `custom_args` the dispatcher put on
   the personalization (SendGrid copies them to the top level of every event: `digest_id`,
   `delivery_id`), accepted only when the delivery exists and agrees on digest and address (so
@@ -17,6 +21,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -102,12 +107,32 @@ def bounce_class(raw: dict[str, Any]) -> str:
     return "hard"
 
 
-def dedupe_key(message_id: str | None, email: str | None, event: str, ts: int, url: str | None):
-    """The second idempotency key, or None when there is no message id to anchor it."""
-    if not message_id:
+def dedupe_key(
+    message_id: str | None,
+    email: str | None,
+    event: str,
+    ts: int,
+    url: str | None,
+    event_id: str | None = None,
+) -> str | None:
+    """The event's idempotency key as 32 hex digits (a UUID's 128 bits), or None.
+
+    Keyed by what happened (message, address, event, second, URL) when there is a message id;
+    else by SendGrid's `sg_event_id`; else nothing identifies a repeat. The fields are joined by
+    the unit separator (U+001F), which SendGrid's fields do not hold; one that does is hashed as
+    JSON instead, so no two different events can share an input. The two kinds hash
+    differently-shaped inputs (four separators against one), so they cannot meet either.
+    """
+    if message_id:
+        parts: tuple[str, ...] = (message_id, (email or "").lower(), event, str(ts), url or "")
+    elif event_id:
+        parts = ("sg_event_id", event_id)
+    else:
         return None
-    parts = (message_id, (email or "").lower(), event, str(ts), url or "")
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+    joined = "\x1f".join(parts)
+    if joined.count("\x1f") != len(parts) - 1:
+        joined = "json\x1f" + json.dumps(parts)  # escapes U+001F: one separator, unlike both
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
 def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
@@ -127,7 +152,7 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
     return {
         "sg_event_id": event_id,
         "sg_message_id": message_id,
-        "dedupe_key": dedupe_key(message_id, email, event, ts, url),
+        "dedupe_key": dedupe_key(message_id, email, event, ts, url, event_id),
         "event": event,
         "bounce_class": bounce_class(raw) if event == "bounce" else None,
         "email": email,
@@ -142,17 +167,14 @@ def normalise(raw: dict[str, Any], received_at: datetime) -> dict[str, Any]:
 
 def unique_in_batch(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop repeats inside one body before the database sees them (cheaper than conflicts)."""
-    seen_ids: set[str] = set()
-    seen_keys: set[str] = set()
+    seen: set[str] = set()
     unique = []
     for row in rows:
-        event_id, key = row["sg_event_id"], row["dedupe_key"]
-        if (event_id and event_id in seen_ids) or (key and key in seen_keys):
-            continue
-        if event_id:
-            seen_ids.add(event_id)
-        if key:
-            seen_keys.add(key)
+        key = row["dedupe_key"]
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
         unique.append(row)
     return unique
 

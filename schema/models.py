@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
@@ -487,10 +488,13 @@ class EmailEvent(Base):
     __tablename__ = "email_events"
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    sg_event_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Kept as SendGrid sent it (≤ 100 characters, else its SHA-256); not a key since migration
+    # 0015: `dedupe_key` covers it (digest/webhook_events.py).
+    sg_event_id: Mapped[str | None] = mapped_column(String(100))
     sg_message_id: Mapped[str | None] = mapped_column(String(200))
-    # Second idempotency key: hash of message id, address, event, time and URL (tracking.py).
-    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The idempotency key: 128 bits of a hash of message id, address, event, time and URL, or of
+    # the sg_event_id when there is no message id (digest/webhook_events.py `dedupe_key`).
+    dedupe_key: Mapped[str | None] = mapped_column(Uuid(as_uuid=False), unique=True)
     event: Mapped[str] = mapped_column(String(30))
     bounce_class: Mapped[str | None] = mapped_column(String(10))  # hard / soft
     email: Mapped[str | None] = mapped_column(String(320))

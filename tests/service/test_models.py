@@ -194,3 +194,40 @@ def test_migration_0014_downgrade_writes_the_rows_of_batches_never_claimed(
         ).all()
     migrations.upgrade(url, "head")
     assert [tuple(row) for row in rows] == [(email, "pending") for email in planned.emails]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_migration_0015_keeps_every_stored_event_recognisable(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Events stored under the two old keys still match their redeliveries' one new key."""
+    import hashlib
+
+    from digest import migrations
+    from digest.db import get_engine
+    from digest.webhook_events import dedupe_key
+
+    url = request.getfixturevalue(backend)
+    content = ("msg-7.filter.0", "ada@example.test", "open", "1764000000", "")
+    old_key = hashlib.sha256("\x1f".join(content).encode()).hexdigest()  # the 64-digit key
+    migrations.downgrade(url, "0014_batch_subscriber_ids")
+    insert = text(
+        "INSERT INTO email_events (id, sg_event_id, sg_message_id, dedupe_key, event, "
+        "occurred_at, machine, payload) VALUES (:id, :event_id, :message_id, :key, 'open', "
+        ":at, false, '{}')"
+    )
+    with get_engine(url).begin() as connection:
+        connection.execute(
+            insert,
+            [
+                {"id": 1, "event_id": "evt-a", "message_id": content[0], "key": old_key, "at": NOW},
+                {"id": 2, "event_id": "evt-b", "message_id": None, "key": None, "at": NOW},
+            ],
+        )
+    migrations.upgrade(url, "head")
+    with get_engine(url).connect() as connection:
+        keys = dict(connection.execute(text("SELECT id, dedupe_key FROM email_events")).all())
+    assert {id_: str(key).replace("-", "") for id_, key in keys.items()} == {
+        1: dedupe_key(content[0], content[1], "open", 1764000000, None, "evt-a"),
+        2: dedupe_key(None, None, "open", 0, None, "evt-b"),
+    }

@@ -112,6 +112,23 @@ def test_same_event_with_a_new_event_id_is_a_duplicate(client, signer, sent) -> 
     assert len(stored(event="delivered")) == 1
 
 
+def test_an_event_without_a_message_id_is_deduplicated_by_its_event_id(
+    client, signer, sent
+) -> None:
+    event = event_for(sent, "delivered", ADA)
+    del event["sg_message_id"]
+    post(client, signer, [event])
+    post(client, signer, [dict(event)])
+    assert len(stored(event="delivered")) == 1
+
+
+def test_events_with_neither_message_id_nor_event_id_are_never_merged(client, signer, sent) -> None:
+    event = event_for(sent, "open", ADA)
+    del event["sg_message_id"], event["sg_event_id"]
+    post(client, signer, [event, dict(event)])
+    assert len(stored(event="open")) == 2
+
+
 def test_repeats_inside_one_body_are_stored_once(client, signer, sent) -> None:
     event = event_for(sent, "open", ADA)
     post(client, signer, [event, dict(event), dict(event)])

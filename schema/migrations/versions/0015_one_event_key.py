@@ -14,7 +14,12 @@ else a hash of the `sg_event_id` — SendGrid's documented dedupe id — so no e
 two old keys caught goes uncaught. `sg_event_id` stays as a plain column.
 
 Stored keys keep their first 32 hex digits; events that had no key but an `sg_event_id` get the
-new key (`digest.webhook_events.dedupe_key`, the same function the webhook uses).
+new key (`digest.webhook_events.dedupe_key`'s second branch, copied below).
+
+On PostgreSQL the type change rewrites `email_events` once (the cast takes the 32 digits as it
+goes), holding its lock meanwhile: webhook processing waits for it, while the webhook endpoint,
+which only stores bodies in `webhook_batches`, keeps answering SendGrid. Measured on this
+project's 2-core machine: 4.4 s for a table of 1,000,000 events.
 """
 
 import hashlib
@@ -45,11 +50,13 @@ def _event_id_key(event_id: str) -> str:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    op.execute(
-        events.update()
-        .where(events.c.dedupe_key.is_not(None))
-        .values(dedupe_key=sa.func.substr(events.c.dedupe_key, 1, 32))
-    )
+    postgres = bind.dialect.name == "postgresql"
+    if not postgres:  # SQLite copies the table in batch mode anyway: shorten the keys first
+        op.execute(
+            events.update()
+            .where(events.c.dedupe_key.is_not(None))
+            .values(dedupe_key=sa.func.substr(events.c.dedupe_key, 1, 32))
+        )
     keyless = bind.execute(
         sa.select(events.c.id, events.c.sg_event_id).where(
             events.c.dedupe_key.is_(None), events.c.sg_event_id.is_not(None)
@@ -71,7 +78,7 @@ def upgrade() -> None:
             "dedupe_key",
             existing_type=sa.String(length=64),
             type_=sa.Uuid(as_uuid=False),
-            postgresql_using="CAST(dedupe_key AS uuid)",
+            postgresql_using="CAST(left(dedupe_key, 32) AS uuid)",
         )
 
 

@@ -19,7 +19,9 @@ new key (`digest.webhook_events.dedupe_key`'s second branch, copied below).
 On PostgreSQL the type change rewrites `email_events` once (the cast takes the 32 digits as it
 goes), holding its lock meanwhile: webhook processing waits for it, while the webhook endpoint,
 which only stores bodies in `webhook_batches`, keeps answering SendGrid. Measured on this
-project's 2-core machine: 4.4 s for a table of 1,000,000 events.
+project's 2-core machine: 4.4 s for a table of 1,000,000 events. A worker of the previous
+release cannot store events afterwards (it writes the key as text); its bodies stay stored
+and beat queues them again, so workers are restarted with the web process (README).
 """
 
 import hashlib

@@ -130,9 +130,6 @@ def recipient_for(
         email=email,
         name=name or None,
         substitutions=keys.values(name, unsubscribe, preferences, reader),
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
         custom_args={"digest_id": str(digest_id), "delivery_id": str(delivery_id)},
+        unsubscribe_url=unsubscribe,
     )

@@ -99,13 +99,29 @@ def cleaned_display_name(name: str) -> str | None:
     return name or None
 
 
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+def one_click_headers(unsubscribe_url: str) -> dict[str, str]:
+    """RFC 2369's List-Unsubscribe with RFC 8058's one-click POST: mailbox providers want the
+    pair together, so it is only ever written as a pair, from the URL alone."""
+    return {
+        "List-Unsubscribe": f"<{header_safe(unsubscribe_url)}>",
+        "List-Unsubscribe-Post": ONE_CLICK,
+    }
+
+
 @dataclass(slots=True)
 class Recipient:
+    """One addressee of a message and what is theirs alone. The only headers a recipient has
+    are the one-click unsubscribe pair, written by the backend from `unsubscribe_url` (None:
+    mail to an address that is not on the list, which has no list headers)."""
+
     email: str
     substitutions: dict[str, str] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
     custom_args: dict[str, str] = field(default_factory=dict)
     name: str | None = None
+    unsubscribe_url: str | None = None
 
 
 @dataclass
@@ -207,8 +223,9 @@ class OutboxBackend:
         to_name = display_name(recipient.name)
         mime["To"] = formataddr((to_name, recipient.email)) if to_name else recipient.email
         mime["Message-ID"] = make_msgid(domain="verdicts.local")
-        for name, value in recipient.headers.items():
-            mime[name] = header_safe(value)
+        if recipient.unsubscribe_url:
+            for name, value in one_click_headers(recipient.unsubscribe_url).items():
+                mime[name] = value
         if message.custom_args or recipient.custom_args:
             args = {**message.custom_args, **recipient.custom_args}
             mime["X-Digest-Args"] = json.dumps(args, sort_keys=True)
@@ -312,8 +329,8 @@ def _personalization(recipient: Recipient) -> dict[str, Any]:
     item: dict[str, Any] = {"to": [to]}
     if recipient.substitutions:
         item["substitutions"] = recipient.substitutions
-    if recipient.headers:
-        item["headers"] = {k: header_safe(v) for k, v in recipient.headers.items()}
+    if recipient.unsubscribe_url:
+        item["headers"] = one_click_headers(recipient.unsubscribe_url)
     if recipient.custom_args:
         item["custom_args"] = recipient.custom_args
     return item

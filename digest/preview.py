@@ -47,10 +47,7 @@ def sample_recipient(email: RenderedEmail) -> Recipient:
         name=SAMPLE_NAME,
         # "preview": vote links that show the page shape but name no reader (they answer 400)
         substitutions=email.placeholders.values(SAMPLE_NAME, unsubscribe, preferences, "preview"),
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        unsubscribe_url=unsubscribe,
     )
 
 

@@ -58,10 +58,8 @@ def _addressee(subscriber_id: int, status: SubscriberStatus) -> Addressee | None
 def _send(to: Addressee, rendered: Rendered, kind: str, *, list_headers: bool) -> SendResult:
     """One message to one recipient, rendered with its real values: no substitutions at all,
     so nothing the recipient (or a stranger signing them up) typed is ever substituted raw."""
-    headers: dict[str, str] = {}
-    if list_headers:  # RFC 2369 + RFC 8058 one-click, for mail sent to a subscribed address
-        headers["List-Unsubscribe"] = f"<{tokens.unsubscribe_url(to.id)}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # RFC 2369 + RFC 8058 one-click list headers, for mail sent to a subscribed address only
+    unsubscribe = tokens.unsubscribe_url(to.id) if list_headers else None
     message = Message(
         subject=rendered.subject,
         html=rendered.html,
@@ -70,8 +68,8 @@ def _send(to: Addressee, rendered: Rendered, kind: str, *, list_headers: bool) -
             Recipient(
                 email=to.email,
                 name=to.name,
-                headers=headers,
                 custom_args={"kind": kind, "subscriber_id": str(to.id)},
+                unsubscribe_url=unsubscribe,
             )
         ],
         categories=[kind],

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 
 from digest import sending
 from digest.db import session_scope
-from digest.email_backends import Message, Recipient, get_backend
+from digest.email_backends import Message, Recipient, SendGridBackend, get_backend
 from schema.models import Subscriber
 from tests.support.planned_rows import plan_rows
 from tests.support.sendgrid_server import FakeSendGrid
@@ -65,3 +65,37 @@ def test_any_recipient_name_breaks_no_sendgrid_rule(sendgrid_env: FakeSendGrid, 
         get_backend().send(message)
     broken = sendgrid_env.take_violations()
     assert [(v.rule, v.field) for v in broken] == []
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(url=st.text(min_size=1, max_size=200))
+def test_any_unsubscribe_url_gives_the_one_click_pair_on_one_line_each(
+    sendgrid_env: FakeSendGrid, url: str
+) -> None:
+    """A recipient's only headers are the RFC 8058 pair, written from the URL: whatever the URL
+    holds, no header line breaks (no header injection) and no SendGrid rule is broken."""
+    personalization = SendGridBackend("key", "http://127.0.0.1:9", "d@x.example").request_body(
+        Message(
+            subject="s",
+            html="h",
+            text="t",
+            recipients=[Recipient(email="ada@example.com", unsubscribe_url=url)],
+        )
+    )["personalizations"][0]
+    headers = personalization["headers"]
+    assert list(headers) == ["List-Unsubscribe", "List-Unsubscribe-Post"]
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert not any(ch in headers["List-Unsubscribe"] for ch in "\r\n\x00")
+    message = Message(
+        subject="s",
+        html="h",
+        text="t",
+        recipients=[Recipient(email="ada@example.com", unsubscribe_url=url)],
+    )
+    with contextlib.suppress(Exception):  # a refusal is judged by the recorded violation
+        get_backend().send(message)
+    assert [(v.rule, v.field) for v in sendgrid_env.take_violations()] == []

@@ -11,7 +11,9 @@ maintained both for every row, as text compared under the database's collation: 
 of six alternated rounds). Now `dedupe_key` is the only key: the content hash when there is a
 message id (a redelivered event hashes the same; so does one resent under a new `sg_event_id`),
 else a hash of the `sg_event_id` — SendGrid's documented dedupe id — so no event that one of the
-two old keys caught goes uncaught. `sg_event_id` stays as a plain column.
+two old keys caught goes uncaught — save one stored with a U+001F inside a field (SendGrid's
+fields hold none), whose key is now hashed another way, so its redelivery would be stored
+again. `sg_event_id` stays as a plain column.
 
 Stored keys keep their first 32 hex digits; events that had no key but an `sg_event_id` get the
 new key (`digest.webhook_events.dedupe_key`'s second branch, copied below).

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest.addresses import is_suppressed
 from digest.collect import weekly_window
-from digest.email_backends import header_safe
+from digest.mail_headers import header_safe
 from digest.segments import TEST_PREFIX
 from digest.subscriber_rows import insert_test_recipient
 from digest.subscriptions import InvalidField, available_categories, normalise_email

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from mjml import mjml2html
 
-from digest.email_backends import header_safe
 from digest.email_budget import Shown, fit
 from digest.email_views import (
     ALERT_UTM,
@@ -39,6 +38,7 @@ from digest.email_views import (
     shorten,
     verdict_kind,
 )
+from digest.mail_headers import header_safe
 from digest.settings import get_settings
 from digest.substitution import Placeholders, greeting_name
 from schema.models import Comparison

@@ -6,7 +6,7 @@ forbids both in a recipient's name; it answers 202 and then drops the message, s
 violation), so these tests send a digest, and arbitrary names, through our real backend and
 assert that no rule is broken.
 
-`digest/email_backends.display_name` makes names safe for SendGrid; these tests hold it to that.
+`digest/mail_headers.display_name` makes names safe for SendGrid; these tests hold it to that.
 """
 
 from __future__ import annotations

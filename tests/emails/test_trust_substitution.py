@@ -18,13 +18,8 @@ from sqlalchemy import update
 
 from digest import sending, transactional
 from digest.db import session_scope
-from digest.email_backends import (
-    Message,
-    SendResult,
-    cleaned_display_name,
-    display_name,
-    fill_tokens,
-)
+from digest.email_backends import Message, SendResult, fill_tokens
+from digest.mail_headers import cleaned_display_name, display_name
 from digest.planning import plan_digest, request_digest
 from digest.rendering import Entry, render_weekly
 from digest.settings import get_settings

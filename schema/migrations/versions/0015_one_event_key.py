@@ -27,6 +27,7 @@ and beat queues them again, so workers are restarted with the web process (READM
 """
 
 import hashlib
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -41,7 +42,6 @@ events = sa.table(
     "email_events",
     sa.column("id", sa.BigInteger),
     sa.column("sg_event_id", sa.String),
-    sa.column("sg_message_id", sa.String),
     sa.column("dedupe_key", sa.String),
 )
 
@@ -49,13 +49,17 @@ events = sa.table(
 def _event_id_key(event_id: str) -> str:
     # A copy of digest.webhook_events.dedupe_key's second branch: a migration must not change
     # when the code it ran with does.
-    return hashlib.sha256(f"sg_event_id\x1f{event_id}".encode()).hexdigest()[:32]
+    joined = f"sg_event_id\x1f{event_id}"
+    if "\x1f" in event_id:
+        joined = "json\x1f" + json.dumps(["sg_event_id", event_id])
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
 def upgrade() -> None:
     bind = op.get_bind()
-    postgres = bind.dialect.name == "postgresql"
-    if not postgres:  # SQLite copies the table in batch mode anyway: shorten the keys first
+    if (
+        bind.dialect.name != "postgresql"
+    ):  # SQLite copies the table in batch mode anyway: shorten the keys first
         op.execute(
             events.update()
             .where(events.c.dedupe_key.is_not(None))

@@ -51,7 +51,6 @@ from digest.batch_ledger import (
     release,
 )
 from digest.batch_message import build_message
-from digest.collector import cyclic_gc_paused
 from digest.db import session_scope, statement_scope
 from digest.email_backends import (
     AuthFailed,
@@ -103,22 +102,20 @@ class SendOutcome:
 
 
 def send_batch(batch_id: int) -> SendOutcome:
-    """Claim batch `batch_id`, send it as one request, and record the outcome in the ledger.
-    The cycle collector is paused meanwhile (digest/collector.py)."""
-    with cyclic_gc_paused():
+    """Claim batch `batch_id`, send it as one request, and record the outcome in the ledger."""
+    with session_scope() as session:
+        batch = claim(session, batch_id)
+        if batch is None:
+            return _why_not_claimed(session, batch_id)
+        attempt, digest_id = batch.attempts, batch.digest_id
+        message = build_message(session, batch)
+    # The claim is committed and the session closed: only now talk to SendGrid.
+    if not message.recipients:  # everyone left since planning, or nothing was pending
         with session_scope() as session:
-            batch = claim(session, batch_id)
-            if batch is None:
-                return _why_not_claimed(session, batch_id)
-            attempt, digest_id = batch.attempts, batch.digest_id
-            message = build_message(session, batch)
-        # The claim is committed and the session closed: only now talk to SendGrid.
-        if not message.recipients:  # everyone left since planning, or nothing was pending
-            with session_scope() as session:
-                mark_empty(session, batch_id)
-            _finish(digest_id)
-            return SendOutcome(batch_id, SendStatus.CANCELLED, "no recipient left to send to")
-        return _send(batch_id, digest_id, attempt, message)
+            mark_empty(session, batch_id)
+        _finish(digest_id)
+        return SendOutcome(batch_id, SendStatus.CANCELLED, "no recipient left to send to")
+    return _send(batch_id, digest_id, attempt, message)
 
 
 def _send(batch_id: int, digest_id: int, attempt: int, message: Message) -> SendOutcome:

@@ -13,9 +13,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,7 +28,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from digest.addresses import email_hash, suppressed_hashes
-from digest.collector import cyclic_gc_paused
 from digest.event_store import StoredEvent, insert_new
 from digest.event_suppression import apply_suppression
 from digest.machine_activity import flag_machine_activity
@@ -81,7 +83,7 @@ def process_batch(
     if batch.processed_at is not None:
         outcome.already_processed = True
         return outcome
-    with cyclic_gc_paused():
+    with _cyclic_gc_paused():
         inserted = _store_events(session, batch, outcome)
         outcome.status_changes = apply_suppression(session, inserted, settings)
         touched = {
@@ -115,6 +117,22 @@ def _store_events(
     outcome.inserted = len(inserted)
     outcome.duplicates = len(rows) - len(inserted)
     return inserted
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Python's cycle collector off while a batch is processed, then back as it was.
+
+    A 15,000-event body becomes some 300,000 objects (parsed events, rows, keys) that live until
+    the batch ends and form no cycles; the collector kept re-scanning them as they were made, a
+    tenth of the batch's Python time. Whatever cycles appear meanwhile are collected after."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _parse(body: str) -> Any:

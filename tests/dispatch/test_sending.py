@@ -6,7 +6,6 @@ called directly here (tests/test_worker_dispatch.py runs it in a real Celery wor
 
 from __future__ import annotations
 
-import gc
 import json
 import socket
 import time
@@ -158,23 +157,6 @@ def test_sent_batch_records_message_id_and_its_deliveries_are_sent(
     assert (sent.status, sent.attempts, sent.message_id) == ("sent", 1, outcome.message_id)
     assert sent.message_id == sendgrid_env.received()[0]["_message_id"]
     assert deliveries(planned.digest_id) == {"sent": 5}
-
-
-def test_a_batch_is_sent_with_the_cycle_collector_paused_then_restored(
-    sendgrid_env: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[bool] = []
-    original = SendGridBackend.send
-
-    def send(backend: SendGridBackend, message: Message) -> object:
-        seen.append(gc.isenabled())
-        return original(backend, message)
-
-    monkeypatch.setattr(SendGridBackend, "send", send)
-    planned = plan(3)
-    assert gc.isenabled()
-    outcome = sending.send_batch(planned.batch_ids[0])
-    assert (outcome.status, seen, gc.isenabled()) == (sending.SendStatus.SENT, [False], True)
 
 
 def test_last_batch_sent_finishes_the_digest(sendgrid_env: FakeSendGrid) -> None:

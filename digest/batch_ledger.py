@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from digest.batch_recipients import unclaimed
+from digest.batch_recipients import rows_of, unclaimed
 from digest.db import statement_scope
 from schema.models import Delivery, DeliveryBatch, Digest, UTCDateTime, utcnow
 from schema.statuses import BatchStatus, DeliveryStatus, DigestStatus
@@ -117,7 +117,7 @@ def _settle_pending(
         values["error"] = error
     session.execute(
         update(Delivery)
-        .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
+        .where(rows_of(session, [batch_id]), Delivery.status == DeliveryStatus.PENDING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -195,7 +195,7 @@ def cancel_batches(
     if cancelled:
         deliveries = session.execute(
             update(Delivery)
-            .where(Delivery.batch_id.in_(cancelled), Delivery.status == DeliveryStatus.PENDING)
+            .where(rows_of(session, cancelled), Delivery.status == DeliveryStatus.PENDING)
             .values(status=DeliveryStatus.CANCELLED)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -212,7 +212,7 @@ def fail_addresses(session: Session, batch_id: int, named: dict[str, str]) -> No
     """Deliveries SendGrid named as bad fail with its reason; the batch keeps the rest."""
     rows = session.execute(
         select(Delivery.id, Delivery.email).where(
-            Delivery.batch_id == batch_id,
+            rows_of(session, [batch_id]),
             Delivery.status == DeliveryStatus.PENDING,
             func.lower(Delivery.email).in_(list(named)),
         )

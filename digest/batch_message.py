@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from digest import tokens
 from digest.batch_ledger import ClaimedBatch
-from digest.batch_recipients import write_deliveries
+from digest.batch_recipients import rows_of, write_deliveries
 from digest.email_backends import Message, Recipient
 from digest.substitution import Placeholders
 from schema.models import Delivery, Subscriber
@@ -47,7 +47,7 @@ def _pending(session: Session, batch_id: int) -> list[tuple[Any, ...]]:
             Subscriber.paused,
         )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
+        .where(rows_of(session, [batch_id]), Delivery.status == DeliveryStatus.PENDING)
         .order_by(Delivery.id)
     )
     rows = result.cursor.fetchall() if result.cursor is not None else []

@@ -4,8 +4,10 @@ Planning stores each batch's recipients as one array on the batch (`subscriber_i
 row each: at a million recipients the rows and their index entries were most of PostgreSQL's
 planning work (README, Benchmarks). The batch's first claim turns the array into its delivery
 rows, in the claim's transaction and before any request (`write_deliveries`); from then on the
-rows are the ledger, exactly as before, and the array is only the record of the plan (a 413
-split moves rows, not ids). "Not yet claimed" is `attempts = 0`: only a claim counts attempts.
+rows are the ledger, and the array is how a batch's rows are found (`rows_of`: deliveries have
+no batch index since migration 0016; a 413 split gives its new half an array of the ids it
+moved). "Not yet claimed" is `attempts = 0`: only a claim counts attempts, and a split's half
+starts with its parent's.
 The array is not cleared at the claim: a second UPDATE of the batch row in the claim's
 transaction re-checks the row's foreign key to its digest (PostgreSQL does for a row the same
 transaction wrote), and that waited on an operator's cancel holding the digest: a deadlock.
@@ -24,9 +26,23 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, String, and_, case, func, insert, select, text, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    String,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    type_coerce,
+)
 from sqlalchemy.orm import Session, joinedload
 
+from digest.key_lists import among
 from schema.models import Delivery, DeliveryBatch, Subscriber
 from schema.statuses import BatchStatus, DeliveryStatus
 
@@ -116,6 +132,40 @@ def write_deliveries(session: Session, batch_id: int) -> list[tuple[Any, ...]] |
     if rows:
         session.execute(insert(Delivery), rows)
     return None
+
+
+# --- a claimed batch's rows ------------------------------------------------------------------
+
+
+def rows_of(session: Session, batch_ids: Sequence[int]) -> ColumnElement[bool]:
+    """The condition "this delivery row belongs to one of these batches", for the rare paths
+    that settle, move or re-read a batch's rows (a retry, a failure, a split, a cancel, an
+    operator's decision, an event linked by message id).
+
+    There is no index on `deliveries.batch_id` (migration 0016: it was ~a fifth of the claim's
+    INSERT, on every row, for queries that run on a few batches). A batch's rows are found
+    through its array and the unique (digest, subscriber) key instead: one index probe per
+    planned recipient. A 413 split gives its new half an array of the ids it moved. A batch
+    never claimed has no rows; a batch planned before migration 0014 has no array, and its
+    rows are found among its digest's through the same key's digest prefix (slower, correct).
+    """
+    ids = list(dict.fromkeys(batch_ids))
+    if not ids:
+        return false()
+    batches = session.execute(
+        select(
+            DeliveryBatch.id,
+            DeliveryBatch.digest_id,
+            DeliveryBatch.subscriber_ids,
+        ).where(DeliveryBatch.id.in_(ids), ~unclaimed())  # never claimed: no rows
+    ).all()
+    clauses = []
+    for batch_id, digest_id, planned in batches:
+        clause = and_(Delivery.digest_id == digest_id, Delivery.batch_id == batch_id)
+        if planned is not None:
+            clause = and_(clause, among(session, Delivery.subscriber_id, _ids(planned)))
+        clauses.append(clause)
+    return or_(*clauses) if clauses else false()
 
 
 # --- readers of batches not yet claimed ---------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from digest.batch_ledger import cancel_batches
+from digest.batch_recipients import rows_of
 from digest.ledger_counts import count_by_status
 from digest.progress import DigestNotFound
 from digest.progress import digest_status as digest_status  # re-exported for existing callers
@@ -183,7 +184,7 @@ def _settle_deliveries(
     """The undecided deliveries of marked batches follow the decision; the digest may finish."""
     session.execute(
         update(Delivery)
-        .where(Delivery.batch_id.in_(batch_ids), Delivery.status == DeliveryStatus.PENDING)
+        .where(rows_of(session, batch_ids), Delivery.status == DeliveryStatus.PENDING)
         .values(
             status=DeliveryStatus.SENT if sent else DeliveryStatus.FAILED,
             error=None if sent else "ambiguous batch marked failed by an operator",

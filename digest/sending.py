@@ -51,6 +51,7 @@ from digest.batch_ledger import (
     release,
 )
 from digest.batch_message import build_message
+from digest.batch_recipients import rows_of
 from digest.db import session_scope, statement_scope
 from digest.email_backends import (
     AuthFailed,
@@ -295,15 +296,13 @@ def _split(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
         # Lock the digest: the next seq must not be taken by a concurrent split.
         session.execute(select(Digest.id).where(Digest.id == digest_id).with_for_update())
         batch = session.get(DeliveryBatch, batch_id)
-        ids = list(
-            session.scalars(
-                select(Delivery.id)
-                .where(Delivery.batch_id == batch_id, Delivery.status == DeliveryStatus.PENDING)
-                .order_by(Delivery.id)
-            )
-        )
         if batch is None or batch.status != BatchStatus.SENDING:
             return SendOutcome(batch_id, SendStatus.SKIPPED, "claim lost before the split")
+        ids = session.execute(
+            select(Delivery.id, Delivery.subscriber_id)
+            .where(rows_of(session, [batch_id]), Delivery.status == DeliveryStatus.PENDING)
+            .order_by(Delivery.id)
+        ).all()
         if len(ids) < 2:
             mark_failed(session, batch_id, f"{reason} (a single message is too large)")
             split = None
@@ -318,12 +317,15 @@ def _split(batch_id: int, digest_id: int, reason: str) -> SendOutcome:
                 seq=(seq or 0) + 1,
                 status=BatchStatus.PENDING,
                 size=len(moved),
+                # Rows written, claims counted; rows_of finds the rows through this array.
+                attempts=batch.attempts,
+                subscriber_ids=sorted(subscriber_id for _, subscriber_id in moved),
             )
             session.add(half)
             session.flush()
             session.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(moved))
+                .where(Delivery.id.in_([delivery_id for delivery_id, _ in moved]))
                 .values(batch_id=half.id)
                 .execution_options(synchronize_session=False)
             )

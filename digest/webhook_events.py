@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.key_lists import among, key_parts
-from schema.models import Delivery, DeliveryBatch, Digest
+from schema.models import Delivery, DeliveryBatch, Digest, Subscriber
 
 KNOWN_EVENTS = frozenset(
     {
@@ -246,27 +246,37 @@ def _message_key(row: dict[str, Any]) -> tuple[str, str] | None:
 def _deliveries_by_message(
     session: Session, unlinked: list[dict[str, Any]]
 ) -> dict[tuple[str, str], tuple[int, int]]:
-    """(message id, address) -> (delivery id, digest id), through our batches' message ids."""
+    """(message id, address) -> (delivery id, digest id), through our batches' message ids.
+
+    The rows are reached through the subscriber with that address today and the unique
+    (digest, subscriber) key (deliveries have no batch index since migration 0016), and must
+    still carry the address themselves: an event for an address its subscriber has since
+    changed stays unlinked."""
     by_message: dict[tuple[str, str], tuple[int, int]] = {}
     prefixes = {r["sg_message_id"].split(".", 1)[0] for r in unlinked}
     for part in key_parts(session, prefixes):
-        batch_ids = dict(
-            session.execute(
-                select(DeliveryBatch.id, DeliveryBatch.message_id).where(
-                    among(session, DeliveryBatch.message_id, part)
-                )
-            ).all()
-        )
-        if not batch_ids:
+        batches = session.execute(
+            select(DeliveryBatch.id, DeliveryBatch.message_id, DeliveryBatch.digest_id).where(
+                among(session, DeliveryBatch.message_id, part)
+            )
+        ).all()
+        if not batches:
             continue
+        message_of = {batch_id: message_id for batch_id, message_id, _ in batches}
+        digest_ids = sorted({digest_id for _, _, digest_id in batches})
         for email_part in key_parts(session, (r["email"].lower() for r in unlinked)):
+            subscribers = select(Subscriber.id).where(
+                among(session, func.lower(Subscriber.email), email_part)
+            )
             for d_id, digest_id, batch_id, email in session.execute(
                 select(Delivery.id, Delivery.digest_id, Delivery.batch_id, Delivery.email).where(
-                    Delivery.batch_id.in_(list(batch_ids)),
+                    Delivery.digest_id.in_(digest_ids),
+                    Delivery.subscriber_id.in_(subscribers),
+                    Delivery.batch_id.in_(list(message_of)),
                     among(session, func.lower(Delivery.email), email_part),
                 )
             ):
-                by_message[(batch_ids[batch_id], email.lower())] = (d_id, digest_id)
+                by_message[(message_of[batch_id], email.lower())] = (d_id, digest_id)
     return by_message
 
 

@@ -448,7 +448,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
-        Index("ix_deliveries_batch_id", "batch_id"),
+        # No index on batch_id (migration 0016): a batch's rows are found through its
+        # array and the unique key (digest/batch_recipients.py `rows_of`).
     )
 
 

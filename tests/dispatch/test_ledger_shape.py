@@ -19,9 +19,9 @@ from tests.support.planned_rows import PlannedDigest, plan_rows
 from tests.support.sendgrid_server import FakeSendGrid
 
 
-def plan(recipients: int) -> PlannedDigest:
+def plan(recipients: int, batch_size: int = 1000) -> PlannedDigest:
     with session_scope() as session:
-        return plan_rows(session, recipients)
+        return plan_rows(session, recipients, batch_size=batch_size)
 
 
 def raw_statuses(digest_id: int) -> Counter[str]:
@@ -185,6 +185,62 @@ def test_a_413_split_sends_both_halves_and_every_delivery_reads_sent(
         )
         assert sorted(sizes) == [4, 4]
     assert sendgrid_env.addresses() == Counter(planned.emails)
+
+
+def test_a_split_half_holds_the_ids_it_took_and_its_parents_claims(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(6)
+    sendgrid_env.fail_next(413)
+    _, half = sending.send_batch(planned.batch_ids[0]).enqueue
+    with session_scope() as session:
+        attempts, moved = session.execute(
+            select(DeliveryBatch.attempts, DeliveryBatch.subscriber_ids).where(
+                DeliveryBatch.id == half
+            )
+        ).one()
+        rows = session.scalars(
+            select(Delivery.subscriber_id).where(Delivery.batch_id == half)
+        ).all()
+    assert attempts == 1  # its parent's one claim; a first claim of it writes no rows again
+    assert moved == sorted(rows) == [subscriber_id_of(e) for e in planned.emails[3:]]
+
+
+def test_a_batch_that_failed_settles_its_own_rows_and_not_its_neighbours(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(6, batch_size=3)
+    first, second = planned.batch_ids
+    sendgrid_env.fail_next(429)
+    assert sending.send_batch(second).status == "retry"  # its rows are written
+    sendgrid_env.fail_next(422)
+    assert sending.send_batch(first).status == "failed"
+    with session_scope() as session:
+        by_batch = Counter(
+            session.execute(
+                select(Delivery.batch_id, Delivery.status).where(
+                    Delivery.digest_id == planned.digest_id
+                )
+            ).all()
+        )
+    assert by_batch == {(first, "failed"): 3, (second, "pending"): 3}
+
+
+def test_a_batch_planned_before_arrays_is_settled_through_its_digests_rows(
+    sendgrid_env: FakeSendGrid,
+) -> None:
+    planned = plan(4)
+    batch_id = planned.batch_ids[0]
+    sendgrid_env.fail_next(429)
+    assert sending.send_batch(batch_id).status == "retry"
+    with session_scope() as session:  # as migration 0014 left the batches it found
+        session.execute(
+            update(DeliveryBatch).where(DeliveryBatch.id == batch_id).values(subscriber_ids=None)
+        )
+    with session_scope() as session:
+        cancelled = operations.cancel_digest(session, planned.digest_id)
+    assert cancelled.deliveries_cancelled == 4
+    assert raw_statuses(planned.digest_id) == {"cancelled": 4}
 
 
 def test_the_data_export_shows_a_sent_delivery_as_sent(sendgrid_env: FakeSendGrid) -> None:

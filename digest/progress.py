@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from digest.batch_recipients import rows_of
 from digest.ledger_counts import counts_by_digest
 from digest.records import JsonRecord
 from digest.settings import get_settings
@@ -215,25 +216,37 @@ def _describe(session: Session, digests: list[Digest]) -> list[DigestReport]:
 
 
 def _ambiguous_by_digest(session: Session, ids: list[int]) -> dict[int, list[AmbiguousBatch]]:
-    """Each digest's ambiguous batches, with how many of their recipients are undecided."""
-    undecided = (
-        select(Delivery.batch_id, func.count().label("n"))
-        .where(Delivery.digest_id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
-        .group_by(Delivery.batch_id)
-        .subquery()
-    )
+    """Each digest's ambiguous batches, with how many of their recipients are undecided.
+
+    Only the ambiguous batches' own rows are counted (`rows_of`): counting the digests' pending
+    rows and keeping those of ambiguous batches read every row of every digest listed, 0.66 s
+    for one sent digest of a million, on every poll of the console's progress."""
     ambiguous: dict[int, list[AmbiguousBatch]] = {i: [] for i in ids}
-    for batch, recipients in session.execute(
-        select(DeliveryBatch, func.coalesce(undecided.c.n, 0))
-        .outerjoin(undecided, undecided.c.batch_id == DeliveryBatch.id)
-        .where(DeliveryBatch.digest_id.in_(ids), DeliveryBatch.status == BatchStatus.AMBIGUOUS)
-        .order_by(DeliveryBatch.id)
-    ):
+    batches = list(
+        session.scalars(
+            select(DeliveryBatch)
+            .where(DeliveryBatch.digest_id.in_(ids), DeliveryBatch.status == BatchStatus.AMBIGUOUS)
+            .order_by(DeliveryBatch.id)
+        )
+    )
+    undecided: dict[int, int] = {}
+    if batches:
+        undecided = dict(
+            session.execute(
+                select(Delivery.batch_id, func.count())
+                .where(
+                    rows_of(session, [b.id for b in batches]),
+                    Delivery.status == DeliveryStatus.PENDING,
+                )
+                .group_by(Delivery.batch_id)
+            ).all()
+        )
+    for batch in batches:
         ambiguous[batch.digest_id].append(
             AmbiguousBatch(
                 batch_id=batch.id,
                 seq=batch.seq,
-                recipients=recipients,
+                recipients=undecided.get(batch.id, 0),
                 attempts=batch.attempts,
                 claimed_at=_iso(batch.claimed_at),
                 error=batch.error,

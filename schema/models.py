@@ -449,7 +449,16 @@ class Delivery(Base):
         UniqueConstraint("digest_id", "subscriber_id", name="uq_deliveries_digest_subscriber"),
         CheckConstraint(_in("status", DELIVERY_STATUSES), name="status"),
         # No index on batch_id (migration 0016): a batch's rows are found through its
-        # array and the unique key (digest/batch_recipients.py `rows_of`).
+        # array and the unique key (digest/batch_recipients.py `rows_of`). The rows whose own
+        # status left pending, for counting without reading the rest (digest/ledger_counts.py).
+        Index(
+            "ix_deliveries_exceptions",
+            "digest_id",
+            "batch_id",
+            "status",
+            postgresql_where=text("status <> 'pending'"),
+            sqlite_where=text("status <> 'pending'"),
+        ),
     )
 
 

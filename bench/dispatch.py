@@ -90,6 +90,7 @@ class Result:
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
     lookup_ms: tuple[float, float] = (0.0, 0.0)  # find_recipient: median, slowest of 50
+    report_ms: tuple[float, float] = (0.0, 0.0)  # digest_report: median, slowest of 10
     floor_us: float = 0.0  # bench/floor.py, measured just before the run
 
     @property
@@ -294,8 +295,28 @@ def run(
     result.unexpected = checked["unexpected"]
     result.ambiguous_batches = checked["ambiguous"]
     result.lookup_ms = _time_lookups(result.digest_id, recipients)
+    result.report_ms = _time_reports(result.digest_id, recipients)
     result.load_after = os.getloadavg()
     return result
+
+
+def _time_reports(digest_id: int, recipients: int, count: int = 10) -> tuple[float, float]:
+    """The digest's counts by status, as the console's progress fragment polls them every 3 s
+    while a digest sends (`progress.digest_report`); (median, slowest) in ms."""
+    from digest.db import session_scope
+    from digest.progress import digest_report
+
+    timings = []
+    with session_scope() as session:
+        digest_report(session, digest_id)  # untimed: connection and plans, as a running console
+        for _ in range(count):
+            started = time.perf_counter()
+            report = digest_report(session, digest_id)
+            timings.append((time.perf_counter() - started) * 1000)
+    if report.deliveries.get("sent") != recipients:
+        raise RuntimeError(f"digest {digest_id}'s report counted {report.deliveries}")
+    timings.sort()
+    return timings[len(timings) // 2], timings[-1]
 
 
 def _time_lookups(digest_id: int, recipients: int, count: int = 50) -> tuple[float, float]:
@@ -445,6 +466,10 @@ def table(results: list[Result]) -> str:
             "ledger lookup by address (median / slowest of 50)",
             [f"{r.lookup_ms[0]:.1f} / {r.lookup_ms[1]:.1f} ms" for r in results],
         ),
+        (
+            "digest report: counts by status, as the console polls them (median / slowest of 10)",
+            [f"{r.report_ms[0]:.1f} / {r.report_ms[1]:.1f} ms" for r in results],
+        ),
     ]
     names = sorted({name for r in results for name, kb in r.rss_kb.items() if kb})
     for name in names:
@@ -512,6 +537,7 @@ def _load_result(path: Path) -> Result:
     data["load_before"] = tuple(data["load_before"])
     data["load_after"] = tuple(data["load_after"])
     data["lookup_ms"] = tuple(data.get("lookup_ms", (0.0, 0.0)))
+    data["report_ms"] = tuple(data.get("report_ms", (0.0, 0.0)))
     return Result(**data)
 
 

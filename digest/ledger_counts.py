@@ -1,4 +1,4 @@
-"""Counting a digest's batches and deliveries by status: the one query every reader shares.
+"""Counting a digest's batches and deliveries by status: the one function every reader shares.
 
 Sending (to decide whether a digest is finished), operations (`digest status`), stats and the
 console all ask "how many of this digest's rows are in each status"; they ask it here, so their
@@ -94,10 +94,10 @@ def _delivery_counts(
     ):
         rest = size - left_pending[batch_id]
         if rest > 0:
-            sent = batch_status == BatchStatus.SENT
-            found[digest_id][(DeliveryStatus.SENT if sent else DeliveryStatus.PENDING).value] += (
-                rest
+            read_as = (
+                DeliveryStatus.SENT if batch_status == BatchStatus.SENT else DeliveryStatus.PENDING
             )
+            found[digest_id][read_as.value] += rest
     for digest_id, status, count in unclaimed_counts(session, digest_ids):
         found[digest_id][str(status)] += int(count)
     return found
